@@ -1,0 +1,38 @@
+"""singe_keras: structured pruning of Keras 3 models with SInGE.
+
+SInGE (Yvinec, Dapogny, Cord, Bailly, "SInGE: Sparsity via Integrated
+Gradients Estimation of Neuron Relevance", NeurIPS 2022) scores each conv
+filter or dense neuron by integrating gradients along a path of gates towards
+its removal, and removes the least relevant ones.
+"""
+
+from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
+from singe_keras.gating import GatedModel
+from singe_keras.graph import CouplingGraph, CouplingGroup, trace
+from singe_keras.handlers import (
+    LayerCall,
+    LayerHandler,
+    UnsupportedLayerError,
+    register_handler,
+)
+from singe_keras.plan import Plan
+from singe_keras.surgery import rebuild
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CouplingGraph",
+    "CouplingGroup",
+    "GatedModel",
+    "LayerCall",
+    "LayerCost",
+    "LayerHandler",
+    "ModelCost",
+    "Plan",
+    "UnsupportedLayerError",
+    "count_costs",
+    "count_flops",
+    "rebuild",
+    "register_handler",
+    "trace",
+]

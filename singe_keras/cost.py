@@ -1,0 +1,135 @@
+"""Cost counting: multiply-accumulates and parameters, per layer.
+
+Convention (SINGE.md, "Cost convention"): convolutions and Dense layers count
+their multiply-accumulates (MACs); other layers (BatchNormalization, additions,
+activations, pooling) count none, as in the usual ResNet-50 = 4.1 GMACs
+figure. FLOPs = 2 x MACs. Pruning targets are ratios of the same counter.
+"""
+
+import dataclasses
+
+from singe_keras import graph as graph_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCost:
+    """The cost of one layer call."""
+
+    path: str
+    class_name: str
+    output_shape: tuple
+    macs: int
+    params: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCost:
+    """The cost of a model, layer call by layer call.
+
+    `str(cost)` is a table a user can print. Parameters of a layer called
+    several times are counted at its first call.
+    """
+
+    layers: tuple
+
+    @property
+    def macs(self):
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def flops(self):
+        return 2 * self.macs
+
+    @property
+    def params(self):
+        return sum(layer.params for layer in self.layers)
+
+    def to_dict(self):
+        return {
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "layers": [dataclasses.asdict(layer) for layer in self.layers],
+        }
+
+    def __str__(self):
+        rows = [("Layer", "Class", "Output shape", "MACs", "Params")]
+        rows += [
+            (c.path, c.class_name, str(c.output_shape), f"{c.macs:,}", f"{c.params:,}")
+            for c in self.layers
+        ]
+        rows.append(("Total", "", "", f"{self.macs:,}", f"{self.params:,}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines = [
+            "  ".join(
+                cell.ljust(w) if i < 3 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths))
+            )
+            for row in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        lines.append(f"FLOPs (2 x MACs): {self.flops:,}")
+        return "\n".join(lines)
+
+
+def count_costs(model):
+    """Counts the MACs and parameters of every layer call of a model.
+
+    Args:
+        model: a functional or Sequential `keras.Model` with a fixed input
+            size (nested models are counted layer by layer).
+
+    Returns:
+        A `ModelCost`; `print(cost)` shows the per-layer table.
+
+    Raises:
+        TypeError: if `model` is not a functional or Sequential model.
+        ValueError: if a spatial dimension is unknown (`None`).
+
+    Example:
+
+    ```python
+    cost = singe_keras.count_costs(model)
+    print(cost)          # per-layer MACs and params
+    cost.flops           # 2 x cost.macs
+    ```
+    """
+    graph = graph_lib.CouplingGraph(model, warn=False)
+    seen, layers = set(), []
+    for node in graph.nodes:
+        params = 0 if id(node.layer) in seen else _count_params(node.layer)
+        seen.add(id(node.layer))
+        layers.append(
+            LayerCost(
+                path=node.path,
+                class_name=type(node.layer).__name__,
+                output_shape=tuple(node.call.output_shapes[0]),
+                macs=int(node.handler.macs(node.layer, node.call)),
+                params=params,
+            )
+        )
+    return ModelCost(tuple(layers))
+
+
+def _count_params(layer):
+    return layer.count_params() if layer.built and hasattr(layer, "count_params") else 0
+
+
+def count_flops(model):
+    """Counts the FLOPs (2 x multiply-accumulates) of one forward pass.
+
+    Args:
+        model: a functional or Sequential `keras.Model` with a fixed input size.
+
+    Returns:
+        The FLOPs of one sample, as an `int`.
+
+    Example:
+
+    ```python
+    model = keras.applications.ResNet50(weights=None)
+    singe_keras.count_flops(model)  # about 8.2e9
+    ```
+    """
+    return count_costs(model).flops

@@ -1,0 +1,458 @@
+"""Coupling groups: which channels of a Keras model must be removed together.
+
+`trace(model)` walks a functional or Sequential model (nested models
+included) and labels every channel of every tensor. A producer (a conv or a
+Dense) creates new labels; the layer handlers of `singe_keras.handlers` pass
+them on, concatenate them, tile them (Flatten) or couple them (Add). Coupled
+labels form one *unit*; units whose channels are coupled with each other form
+a *coupling group* (SINGE.md, "Units, coupling groups, gates").
+
+This is the only module that reads Keras's private graph structures
+(`Functional._nodes_by_depth`, `Node.arguments`): everything else sees a
+`CouplingGraph`.
+"""
+
+import dataclasses
+import warnings
+
+import keras
+import numpy as np
+
+from singe_keras import handlers as handlers_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class CouplingGroup:
+    """Channels that are removed together, unit by unit.
+
+    Attributes:
+        name: the path of the group's first producer layer (e.g.
+            `"stem_conv"`, or `"backbone/conv1"` inside a nested model).
+        size: the number of prunable units.
+        producers: paths of the layers whose new units belong to the group.
+        layers: paths of every layer that reads or writes the group's
+            channels (producers, BatchNormalization, consumers, ...).
+    """
+
+    name: str
+    size: int
+    producers: tuple
+    layers: tuple
+
+
+class Tracer:
+    """Union-find over channel labels, used by the handlers while tracing."""
+
+    def __init__(self):
+        self._parent = []
+        self._fixed = []
+        self._spaces = []  # (layer path, labels) of each producer
+        self._units_of_layer = {}
+        self.path = None  # path of the layer being traced
+        self.fix_reasons = {}
+
+    def _new(self, count, fixed):
+        start = len(self._parent)
+        self._parent.extend(range(start, start + count))
+        self._fixed.extend([fixed] * count)
+        return np.arange(start, start + count)
+
+    def new_units(self, layer, count):
+        """Labels for the `count` new units of a producer (once per layer)."""
+        if id(layer) not in self._units_of_layer:
+            labels = self._new(count, fixed=False)
+            self._units_of_layer[id(layer)] = labels
+            self._spaces.append((self.path, labels))
+        return self._units_of_layer[id(layer)]
+
+    def new_fixed(self, count):
+        """Labels for `count` channels that are never pruned."""
+        return self._new(count, fixed=True)
+
+    def find(self, label):
+        root = label
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[label] != root:
+            self._parent[label], label = root, self._parent[label]
+        return root
+
+    def couple(self, labels_a, labels_b):
+        """Channels `labels_a[i]` and `labels_b[i]` are removed together."""
+        if len(labels_a) != len(labels_b):
+            raise handlers_lib.UnsupportedLayerError(
+                f"cannot couple {len(labels_a)} channels with {len(labels_b)}"
+            )
+        for a, b in zip(labels_a, labels_b):
+            root_a, root_b = self.find(a), self.find(b)
+            if root_a != root_b:
+                self._parent[root_b] = root_a
+                self._fixed[root_a] = self._fixed[root_a] or self._fixed[root_b]
+
+    def fix(self, labels, reason):
+        """The channels `labels` are never pruned, because of `reason`."""
+        for label in labels:
+            root = self.find(label)
+            if not self._fixed[root]:
+                self._fixed[root] = True
+                self.fix_reasons.setdefault(reason, 0)
+                self.fix_reasons[reason] += 1
+
+    def is_fixed(self, label):
+        return self._fixed[self.find(label)]
+
+
+@dataclasses.dataclass(eq=False)
+class TracedNode:
+    """One call of a leaf layer, with flat tensor ids for its inputs/outputs."""
+
+    layer: object
+    path: str
+    call: handlers_lib.LayerCall
+    handler: handlers_lib.LayerHandler
+    inputs: list
+    outputs: list
+    _keras_node: object
+    _input_keys: list
+
+    def __call__(self, values, layer=None):
+        """Calls `layer` (default: the traced one) on `values[tensor id]`."""
+        local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
+        args, kwargs = self._keras_node.arguments.fill_in(local)
+        outputs = (layer or self.layer)(*args, **kwargs)
+        return keras.tree.flatten(outputs)
+
+
+@dataclasses.dataclass(eq=False)
+class Scope:
+    """A functional model (the traced one, or one nested in it) and its items.
+
+    `items` holds `TracedNode`s and nested `Scope`s in execution order. A
+    nested scope is called like a node (`scope(values, layer=model)`).
+    """
+
+    model: object
+    path: str
+    inputs: list
+    outputs: list
+    input_specs: list  # (name, shape, dtype) per input
+    input_structure: object
+    output_structure: object
+    items: list
+    call_node: TracedNode = None
+
+    def __call__(self, values, layer):
+        return self.call_node(values, layer=layer)
+
+    def nodes(self):
+        """The leaf `TracedNode`s of this scope and its nested scopes, in order."""
+        for item in self.items:
+            if isinstance(item, Scope):
+                yield from item.nodes()
+            else:
+                yield item
+
+
+def _function_of(model):
+    """The `Functional` behind a functional or built Sequential model, else None."""
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
+        return model
+    return None
+
+
+def _ordered_nodes(function):
+    """Keras's own execution order (`Function._run_through_graph`)."""
+    for depth in sorted(function._nodes_by_depth, reverse=True):
+        for node in function._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+class CouplingGraph:
+    """A traced model: its coupling groups and how to run or rebuild it.
+
+    Build one with `singe_keras.trace(model)`.
+
+    Attributes:
+        model: the traced model (never modified).
+        groups: the `CouplingGroup`s with at least one prunable unit.
+        barriers: `{layer path: reason}` of the layers no channel is pruned
+            through.
+        inexact_layers: paths of prunable layers that mix channels
+            (LayerNormalization over channels): with them, a rebuilt model is
+            not exactly the gated model.
+    """
+
+    def __init__(self, model, ignored_layers=(), warn=True):
+        function = _function_of(model)
+        if function is None:
+            raise TypeError(
+                "singe_keras can only trace functional and Sequential Keras models "
+                "(nested ones included), because it needs the graph of layer calls. "
+                f"Received: model={model!r} of class {type(model).__name__}. If it "
+                "is a subclassed model, rewrite it with the functional API, or "
+                "build a Sequential model with an `Input`."
+            )
+        self.model = model
+        self.barriers = {}
+        self._tracer = Tracer()
+        self._labels = {}
+        self._first_call_inputs = {}
+        self._next_tensor = 0
+        self.scope = self._trace_function(model, function, "", None, None)
+        self.nodes = list(self.scope.nodes())
+        for t in self.scope.outputs:
+            self._tracer.fix(self._labels[t], "model output")
+        self._fix_ignored(ignored_layers)
+        self._number_units()
+        self.inexact_layers = [
+            n.path
+            for n in self.nodes
+            if n.handler.mixes_channels
+            and any(self.unit_indices(t).max(initial=-1) >= 0 for t in n.inputs)
+        ]
+        if warn and self.barriers:
+            listed = "; ".join(
+                f"{path} ({reason})" for path, reason in self.barriers.items()
+            )
+            warnings.warn(
+                f"No channel is pruned through {len(self.barriers)} layer(s): "
+                f"{listed}.",
+                stacklevel=3,
+            )
+
+    # Tracing ---------------------------------------------------------------
+
+    def _tensor(self):
+        self._next_tensor += 1
+        return self._next_tensor - 1
+
+    def _trace_function(self, model, function, prefix, input_ids, call_node):
+        keys = {}
+        if input_ids is None:
+            input_ids = []
+            for kt in function.inputs:
+                input_ids.append(self._tensor())
+                self._labels[input_ids[-1]] = self._tracer.new_fixed(kt.shape[-1])
+        for kt, t in zip(function.inputs, input_ids):
+            keys[id(kt)] = t
+        items = []
+        for node in _ordered_nodes(function):
+            if any(id(kt) not in keys for kt in node.input_tensors):
+                continue  # not reachable from the inputs, as in Keras
+            inputs = [keys[id(kt)] for kt in node.input_tensors]
+            layer = node.operation
+            path = prefix + layer.name
+            call = handlers_lib.LayerCall(
+                [tuple(kt.shape) for kt in node.input_tensors],
+                [tuple(kt.shape) for kt in node.outputs],
+            )
+            traced = TracedNode(
+                layer, path, call, None, inputs, None, node,
+                [id(kt) for kt in node.input_tensors],
+            )
+            nested = _function_of(layer)
+            if nested is not None:
+                item = self._trace_function(layer, nested, path + "/", inputs, traced)
+                outputs = item.outputs
+            else:
+                outputs = self._trace_layer(traced)
+                item = traced
+            for kt, t in zip(node.outputs, outputs):
+                keys[id(kt)] = t
+            items.append(item)
+        inputs_kt = function.inputs
+        return Scope(
+            model=model,
+            path=prefix.rstrip("/"),
+            inputs=list(input_ids),
+            outputs=[keys[id(kt)] for kt in function.outputs],
+            input_specs=[
+                (kt._keras_history.operation.name, tuple(kt.shape), kt.dtype)
+                for kt in inputs_kt
+            ],
+            input_structure=keras.tree.map_structure(
+                lambda kt: keys[id(kt)], function._inputs_struct
+            ),
+            output_structure=keras.tree.map_structure(
+                lambda kt: keys[id(kt)], function._outputs_struct
+            ),
+            items=items,
+            call_node=call_node,
+        )
+
+    def _trace_layer(self, traced):
+        tracer, layer = self._tracer, traced.layer
+        tracer.path = traced.path
+        inputs = [self._labels[t] for t in traced.inputs]
+        handler = handlers_lib.get_handler(layer, traced.call)
+        try:
+            outputs = handler.propagate(layer, traced.call, inputs, tracer)
+        except handlers_lib.UnsupportedLayerError as error:
+            handler = handlers_lib.BarrierHandler(str(error))
+            outputs = handler.propagate(layer, traced.call, inputs, tracer)
+        if isinstance(handler, handlers_lib.BarrierHandler):
+            self.barriers[traced.path] = handler.reason
+        # A layer called several times reads its inputs with one set of
+        # weights: channel i of every call is removed together.
+        first = self._first_call_inputs.setdefault(id(layer), inputs)
+        for a, b in zip(first, inputs):
+            tracer.couple(a, b)
+        traced.handler = handler
+        traced.outputs = []
+        for labels in outputs:
+            t = self._tensor()
+            self._labels[t] = np.asarray(labels)
+            traced.outputs.append(t)
+        return traced.outputs
+
+    def _fix_ignored(self, ignored_layers):
+        names = [getattr(x, "name", x) for x in ignored_layers or ()]
+        by_name = {}
+        for node in self.nodes:
+            by_name.setdefault(node.layer.name, []).append(node)
+            by_name.setdefault(node.path, []).append(node)
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(
+                f"`ignored_layers` names layers that are not in the model: {unknown}. "
+                "Pass layer names or layer objects of the model. "
+                f"Received: ignored_layers={list(ignored_layers)}"
+            )
+        for name in names:
+            for node in by_name[name]:
+                for t in node.outputs:
+                    self._tracer.fix(self._labels[t], f"{name}: in ignored_layers")
+
+    def _number_units(self):
+        """Gives each prunable unit a group and an index within it."""
+        tracer = self._tracer
+        roots_spaces = {}
+        for s, (_, labels) in enumerate(tracer._spaces):
+            for label in labels:
+                if not tracer.is_fixed(label):
+                    roots_spaces.setdefault(tracer.find(label), []).append(s)
+        # Spaces sharing a unit belong to one group.
+        space_parent = list(range(len(tracer._spaces)))
+
+        def space_root(s):
+            while space_parent[s] != s:
+                s = space_parent[s]
+            return s
+
+        for spaces in roots_spaces.values():
+            for s in spaces[1:]:
+                a, b = space_root(spaces[0]), space_root(s)
+                space_parent[max(a, b)] = min(a, b)
+        self._unit_of_root = {}  # root label -> global unit index
+        group_units = {}
+        for s, (_, labels) in enumerate(tracer._spaces):
+            units = group_units.setdefault(space_root(s), [])
+            for label in labels:
+                root = tracer.find(label)
+                if not tracer.is_fixed(root) and root not in self._unit_of_root:
+                    self._unit_of_root[root] = None
+                    units.append(root)
+        self.groups, self._group_offsets = [], {}
+        offset = 0
+        for s, units in group_units.items():
+            if not units:
+                continue
+            for i, root in enumerate(units):
+                self._unit_of_root[root] = offset + i
+            members = [tracer._spaces[p][0] for p in range(len(tracer._spaces))
+                       if space_root(p) == s]
+            self._group_offsets[members[0]] = offset
+            self.groups.append(CouplingGroup(members[0], len(units), tuple(members), ()))
+            offset += len(units)
+        self.num_units = offset
+        self._unit_group = np.repeat(
+            np.arange(len(self.groups)), [g.size for g in self.groups]
+        ).astype(int)
+        touching = {g.name: [] for g in self.groups}
+        for node in self.nodes:
+            units = np.concatenate(
+                [self.unit_indices(t) for t in node.inputs + node.outputs] or [[]]
+            )
+            for gi in np.unique(self._unit_group[units[units >= 0].astype(int)]):
+                touching[self.groups[gi].name].append(node.path)
+        self.groups = [
+            dataclasses.replace(g, layers=tuple(dict.fromkeys(touching[g.name])))
+            for g in self.groups
+        ]
+
+    # Queries ---------------------------------------------------------------
+
+    def group(self, name):
+        """Returns the `CouplingGroup` called `name`."""
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise ValueError(
+            f"No coupling group named {name!r}. "
+            f"Groups: {[g.name for g in self.groups]}"
+        )
+
+    def group_offset(self, name):
+        """Index of the group's first unit in the flat vector of all units."""
+        self.group(name)
+        return self._group_offsets[name]
+
+    def unit_indices(self, tensor):
+        """Per channel of a traced tensor, its flat unit index, or -1 if fixed."""
+        return np.array(
+            [
+                -1 if self._tracer.is_fixed(label)
+                else self._unit_of_root[self._tracer.find(label)]
+                for label in self._labels[tensor]
+            ],
+            dtype=int,
+        )
+
+    def consumers(self, tensor):
+        """The traced nodes that read a tensor."""
+        return [n for n in self.nodes if tensor in n.inputs]
+
+    def __repr__(self):
+        return (
+            f"<CouplingGraph model={self.model.name!r} groups={len(self.groups)} "
+            f"units={self.num_units} barriers={len(self.barriers)}>"
+        )
+
+
+def trace(model, ignored_layers=None):
+    """Finds the coupling groups of a Keras model.
+
+    Channels that must disappear together (the producers of a residual `Add`,
+    a BatchNormalization after a conv, the two sides of a squeeze-excitation
+    `Multiply`, ...) form one unit of a coupling group. Model outputs and the
+    outputs of `ignored_layers` are never pruned. Layers without a handler are
+    barriers: a warning names them and says why.
+
+    Args:
+        model: a functional or Sequential `keras.Model`; nested models (a
+            `keras.applications` backbone used as a layer) are traced through.
+        ignored_layers: names (or layer objects) whose output channels are
+            never pruned. Defaults to `None`.
+
+    Returns:
+        A `CouplingGraph`.
+
+    Raises:
+        TypeError: if `model` is not a functional or Sequential model.
+        ValueError: if `ignored_layers` names a layer not in the model.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(16, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
+    graph = singe_keras.trace(keras.Model(inputs, outputs))
+    graph.groups  # [CouplingGroup(name='conv', size=16, ...)]
+    ```
+    """
+    return CouplingGraph(model, ignored_layers)

@@ -1,0 +1,569 @@
+"""Per-layer knowledge: how channels flow through a layer and how to slice it.
+
+Every layer class that singe_keras can prune through has a `LayerHandler` in a
+registry keyed by the exact layer class (a subclass may override `call`, so it
+never inherits its parent's handler silently). A handler answers four
+questions about one layer:
+
+1. `propagate`: which output channels are new units, which are the input
+   channels passed through, and which input channels must be removed together
+   (coupled).
+2. `is_source`: can a channel of the output be non-zero when the same channel of
+   every input is zero (a bias, a BatchNormalization shift, `sigmoid(0)`)? The
+   gated model scales channels after such layers (SINGE.md, "gates").
+3. `rebuild_config` / `slice_weights`: the config and weights of the layer once
+   some input and output channels are removed.
+4. `macs`: multiply-accumulates of one call (FLOPs = 2 x MACs).
+
+A layer class with no handler is a *barrier*: no channel entering or leaving
+it is ever pruned. Register a handler for your own layer with
+`register_handler`.
+"""
+
+import math
+from typing import NamedTuple
+
+import keras
+import numpy as np
+
+
+class LayerCall(NamedTuple):
+    """The static shapes of one call of a layer (batch axis first)."""
+
+    input_shapes: list
+    output_shapes: list
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer cannot be pruned through (no handler, or an unsupported config).
+
+    The graph tracer turns this error into a barrier and tells the user which
+    layers stopped pruning and why.
+    """
+
+
+class LayerHandler:
+    """Base class for the per-layer knowledge of a layer class.
+
+    The defaults describe a layer that keeps every channel where it is
+    (pooling, padding, dropout, ...): the output channels are the input
+    channels, the layer has no per-channel weights, costs no MACs and maps a
+    zero channel to zero.
+
+    Subclass it and call `register_handler` to teach singe_keras a custom
+    layer.
+
+    Example:
+
+    ```python
+    class ScaleHandler(singe_keras.LayerHandler):
+        def slice_weights(self, layer, call, weights, in_keep, out_keep):
+            return {"scale": weights["scale"][..., out_keep[0]]}
+
+    singe_keras.register_handler(MyPerChannelScale, ScaleHandler())
+    ```
+    """
+
+    #: Whether removing a channel changes the values of the channels kept
+    #: (LayerNormalization over the channel axis). The rebuilt model of a
+    #: graph that prunes through such a layer is not exact.
+    mixes_channels = False
+
+    def check(self, layer, call):
+        """Raises `UnsupportedLayerError` if this layer's config is not handled."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        """Returns the channel labels of each output of one call of `layer`.
+
+        Args:
+            layer: the layer called.
+            call: the `LayerCall` (static shapes) of this call.
+            inputs: one `numpy` array of channel labels per input tensor (the
+                last axis of the tensor; one label per channel).
+            tracer: the `Tracer`, to create new channels, couple and fix them.
+
+        Returns:
+            A list with one label array per output tensor.
+        """
+        return [inputs[0]]
+
+    def is_source(self, layer, call):
+        """Whether an output channel can be non-zero when its inputs are zero."""
+        return False
+
+    def passes_channels(self, layer, call):
+        """Whether output channel `i` is input channel `i` (a per-channel op)."""
+        return True
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        """Returns the config of the layer with only the kept channels.
+
+        Args:
+            layer: the original layer.
+            call: the `LayerCall` of one of its calls.
+            config: a copy of `layer.get_config()`, free to modify.
+            in_keep: per input tensor, the indices of its kept channels.
+            out_keep: per output tensor, the indices of its kept channels.
+        """
+        return config
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        """Returns the weights (`{name: array}`) restricted to the kept channels."""
+        return weights
+
+    def macs(self, layer, call):
+        """Multiply-accumulates of one call, from its static shapes."""
+        return 0
+
+
+def _channels_last(layer):
+    data_format = getattr(layer, "data_format", "channels_last")
+    if data_format != "channels_last":
+        raise UnsupportedLayerError(
+            f"data_format={data_format!r}: only 'channels_last' is supported"
+        )
+
+
+def _spatial_size(shape):
+    """Product of the dimensions between the batch and the channel axes."""
+    if any(d is None for d in shape[1:-1]):
+        raise ValueError(
+            f"Cannot count the cost of a tensor of shape {shape}: its spatial "
+            "size is unknown. Build the model with a fixed input size, e.g. "
+            "`keras.Input(shape=(32, 32, 3))`."
+        )
+    return math.prod(shape[1:-1])
+
+
+class ChannelwiseHandler(LayerHandler):
+    """A layer that works on each channel independently.
+
+    Every weight whose last axis has one entry per channel (BatchNormalization
+    statistics, PReLU slopes, Normalization statistics) is sliced with the
+    channel, and so are the per-channel entries of `config_keys`.
+    """
+
+    def __init__(self, source=False, config_keys=()):
+        self.source = source
+        self.config_keys = tuple(config_keys)
+
+    def is_source(self, layer, call):
+        return self.source
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        channels = call.input_shapes[0][-1]
+        for key in self.config_keys:
+            value = config.get(key)
+            if value is None or np.ndim(value) == 0:
+                continue
+            value = np.asarray(value)
+            if value.shape[-1] == channels:
+                config[key] = value[..., out_keep[0]].tolist()
+        return config
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        channels = call.input_shapes[0][-1]
+        return {
+            name: (w[..., out_keep[0]] if w.ndim and w.shape[-1] == channels else w)
+            for name, w in weights.items()
+        }
+
+
+class BatchNormalizationHandler(ChannelwiseHandler):
+    def __init__(self):
+        super().__init__(source=True)
+
+    def check(self, layer, call):
+        rank = len(call.input_shapes[0])
+        if layer.axis not in (-1, rank - 1):
+            raise UnsupportedLayerError(
+                f"axis={layer.axis}: only the last (channel) axis is supported"
+            )
+
+
+class LayerNormalizationHandler(ChannelwiseHandler):
+    """Normalizes over the channel axis: removing a channel changes the others."""
+
+    mixes_channels = True
+
+    def __init__(self):
+        super().__init__(source=True)
+
+    def check(self, layer, call):
+        rank = len(call.input_shapes[0])
+        axes = [a % rank for a in np.atleast_1d(layer.axis)]
+        if axes != [rank - 1]:
+            raise UnsupportedLayerError(
+                f"axis={layer.axis}: only the last (channel) axis is supported"
+            )
+
+
+class GroupNormalizationHandler(ChannelwiseHandler):
+    """Per-channel only when every channel is its own group."""
+
+    def __init__(self):
+        super().__init__(source=True)
+
+    def check(self, layer, call):
+        channels = call.input_shapes[0][-1]
+        if layer.groups not in (-1, channels):
+            raise UnsupportedLayerError(
+                f"groups={layer.groups}: channels are normalized in groups of "
+                f"{channels // layer.groups}, and the layer needs a channel "
+                "count divisible by `groups`; only groups=-1 (one channel per "
+                "group) is pruned"
+            )
+        if layer.axis not in (-1, len(call.input_shapes[0]) - 1):
+            raise UnsupportedLayerError(f"axis={layer.axis}: only -1 is supported")
+
+
+class ElementwiseHandler(LayerHandler):
+    """A weightless element-wise function (ReLU, ELU, an Activation layer).
+
+    It is a source when `f(0) != 0` (sigmoid, a ReLU with a threshold), which
+    is found by calling the layer on a zero.
+    """
+
+    def is_source(self, layer, call):
+        value = keras.ops.convert_to_numpy(layer(keras.ops.zeros((1, 1))))
+        return bool(value.item() != 0)
+
+
+class ActivationHandler(ElementwiseHandler):
+    """`keras.layers.Activation`; softmax over the channel axis is a barrier."""
+
+    def check(self, layer, call):
+        name = getattr(keras.activations.get(layer.activation), "__name__", "")
+        if name in ("softmax", "log_softmax"):
+            raise UnsupportedLayerError(f"{name} over the channel axis mixes channels")
+
+
+class SoftmaxHandler(LayerHandler):
+    def check(self, layer, call):
+        rank = len(call.input_shapes[0])
+        if any(a % rank == rank - 1 for a in np.atleast_1d(layer.axis)):
+            raise UnsupportedLayerError("softmax over the channel axis mixes channels")
+
+    def is_source(self, layer, call):
+        return True
+
+
+class ChannelsLastHandler(LayerHandler):
+    """Pooling, padding, cropping, upsampling: channels pass through."""
+
+    def check(self, layer, call):
+        _channels_last(layer)
+
+
+class MergeHandler(LayerHandler):
+    """Add, Subtract, Multiply, Average, Maximum, Minimum: inputs are coupled.
+
+    An input with a single channel broadcast over the others (a spatial
+    attention map) is not coupled; its channel is fixed.
+    """
+
+    def propagate(self, layer, call, inputs, tracer):
+        width = max(len(labels) for labels in inputs)
+        full = [labels for labels in inputs if len(labels) == width]
+        for labels in inputs:
+            if len(labels) != width:
+                tracer.fix(labels, f"{layer.name}: broadcast over the channel axis")
+        for labels in full[1:]:
+            tracer.couple(full[0], labels)
+        return [full[0]]
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        return config
+
+
+class ConcatenateHandler(LayerHandler):
+    """Concatenation along channels places the inputs' channels side by side."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        rank = len(call.output_shapes[0])
+        if layer.axis % rank == rank - 1:
+            return [np.concatenate(inputs)]
+        return MergeHandler().propagate(layer, call, inputs, tracer)
+
+    def passes_channels(self, layer, call):
+        return False
+
+
+class FlattenHandler(LayerHandler):
+    """Flatten: each input channel appears once per spatial position."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        _channels_last(layer)
+        return [np.tile(inputs[0], _spatial_size(call.input_shapes[0]))]
+
+    def passes_channels(self, layer, call):
+        return False
+
+
+class ReshapeHandler(LayerHandler):
+    """Reshape that keeps the channel axis last, or flattens everything."""
+
+    def propagate(self, layer, call, inputs, tracer):
+        in_shape, out_shape = call.input_shapes[0], call.output_shapes[0]
+        if out_shape[-1] == in_shape[-1]:
+            return [inputs[0]]
+        if len(out_shape) == 2:
+            return [np.tile(inputs[0], _spatial_size(in_shape))]
+        raise UnsupportedLayerError(
+            f"reshape {in_shape} -> {out_shape} moves the channel axis"
+        )
+
+    def passes_channels(self, layer, call):
+        return call.output_shapes[0][-1] == call.input_shapes[0][-1]
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        target = list(config["target_shape"])
+        target[-1] = len(out_keep[0]) if target[-1] != -1 else -1
+        config["target_shape"] = tuple(target)
+        return config
+
+
+class ProducerHandler(LayerHandler):
+    """A layer whose outputs are new units (conv filters, dense neurons).
+
+    The kernel is read with its input channels on `in_axis` and its output
+    channels on `out_axis`; every other weight with one entry per output
+    channel (the bias) is sliced with the output.
+    """
+
+    units_key = "filters"
+    in_axis = -2
+    out_axis = -1
+
+    def check(self, layer, call):
+        _channels_last(layer)
+        if getattr(layer, "groups", 1) != 1:
+            raise UnsupportedLayerError(f"groups={layer.groups}: grouped convolution")
+
+    def propagate(self, layer, call, inputs, tracer):
+        return [tracer.new_units(layer, call.output_shapes[0][-1])]
+
+    def is_source(self, layer, call):
+        return True
+
+    def passes_channels(self, layer, call):
+        return False
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config[self.units_key] = len(out_keep[0])
+        return config
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        kernel = np.take(weights["kernel"], in_keep[0], axis=self.in_axis)
+        sliced = {"kernel": np.take(kernel, out_keep[0], axis=self.out_axis)}
+        if "bias" in weights:
+            sliced["bias"] = weights["bias"][out_keep[0]]
+        return sliced
+
+    def macs(self, layer, call):
+        kernel = math.prod(layer.kernel_size)
+        return (
+            _spatial_size(call.output_shapes[0])
+            * kernel
+            * call.input_shapes[0][-1]
+            * call.output_shapes[0][-1]
+        )
+
+
+class DenseHandler(ProducerHandler):
+    units_key = "units"
+
+    def macs(self, layer, call):
+        positions = math.prod(d for d in call.output_shapes[0][1:-1])
+        return positions * call.input_shapes[0][-1] * call.output_shapes[0][-1]
+
+
+class ConvTransposeHandler(ProducerHandler):
+    # Transposed kernels are (*kernel_size, filters, input_channels).
+    in_axis = -1
+    out_axis = -2
+
+    def macs(self, layer, call):
+        kernel = math.prod(layer.kernel_size)
+        return (
+            _spatial_size(call.input_shapes[0])
+            * kernel
+            * call.input_shapes[0][-1]
+            * call.output_shapes[0][-1]
+        )
+
+
+def _depthwise_keep(in_keep, multiplier):
+    """Output indices of a depthwise conv for kept input channels."""
+    return (np.asarray(in_keep)[:, None] * multiplier + np.arange(multiplier)).ravel()
+
+
+class DepthwiseConvHandler(LayerHandler):
+    """Each input channel gives `depth_multiplier` outputs, removed with it."""
+
+    def check(self, layer, call):
+        _channels_last(layer)
+
+    def propagate(self, layer, call, inputs, tracer):
+        return [np.repeat(inputs[0], layer.depth_multiplier)]
+
+    def is_source(self, layer, call):
+        return True
+
+    def passes_channels(self, layer, call):
+        return layer.depth_multiplier == 1
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        sliced = {"kernel": np.take(weights["kernel"], in_keep[0], axis=-2)}
+        if "bias" in weights:
+            sliced["bias"] = weights["bias"][out_keep[0]]
+        return sliced
+
+    def macs(self, layer, call):
+        kernel = math.prod(layer.kernel_size)
+        return _spatial_size(call.output_shapes[0]) * kernel * call.output_shapes[0][-1]
+
+
+class SeparableConvHandler(ProducerHandler):
+    """Depthwise then pointwise: consumes input channels, produces new units."""
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        mid_keep = _depthwise_keep(in_keep[0], layer.depth_multiplier)
+        pointwise = np.take(weights["pointwise_kernel"], mid_keep, axis=-2)
+        sliced = {
+            "depthwise_kernel": np.take(weights["depthwise_kernel"], in_keep[0], axis=-2),
+            "pointwise_kernel": pointwise[..., out_keep[0]],
+        }
+        if "bias" in weights:
+            sliced["bias"] = weights["bias"][out_keep[0]]
+        return sliced
+
+    def macs(self, layer, call):
+        positions = _spatial_size(call.output_shapes[0])
+        mid = call.input_shapes[0][-1] * layer.depth_multiplier
+        depthwise = positions * math.prod(layer.kernel_size) * mid
+        return depthwise + positions * mid * call.output_shapes[0][-1]
+
+
+class BarrierHandler(LayerHandler):
+    """No channel that enters or leaves the layer is pruned."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def propagate(self, layer, call, inputs, tracer):
+        for labels in inputs:
+            tracer.fix(labels, f"{layer.name}: {self.reason}")
+        return [tracer.new_fixed(shape[-1] if shape else 1) for shape in call.output_shapes]
+
+    def passes_channels(self, layer, call):
+        return False
+
+
+_REGISTRY = {}
+
+
+def register_handler(layer_class, handler):
+    """Registers the handler that describes how to prune through `layer_class`.
+
+    Lookup is by exact class: a subclass of `keras.layers.Conv2D` gets no
+    handler (and is a barrier) until one is registered for it, because it may
+    override `call`.
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass.
+        handler: a `LayerHandler` instance.
+
+    Raises:
+        TypeError: if `layer_class` is not a Keras layer class or `handler` is
+            not a `LayerHandler`.
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(
+            "`layer_class` must be a subclass of `keras.layers.Layer`. "
+            f"Received: layer_class={layer_class!r}"
+        )
+    if not isinstance(handler, LayerHandler):
+        raise TypeError(
+            "`handler` must be an instance of `singe_keras.LayerHandler`. "
+            f"Received: handler={handler!r}"
+        )
+    _REGISTRY[layer_class] = handler
+
+
+def get_handler(layer, call):
+    """Returns the handler of `layer`, or a `BarrierHandler` saying why not.
+
+    Args:
+        layer: a Keras layer (or operation) of a traced graph.
+        call: the `LayerCall` of one call of the layer.
+    """
+    handler = _REGISTRY.get(type(layer))
+    if handler is None:
+        return BarrierHandler(
+            f"no handler registered for {type(layer).__name__}; use "
+            "`singe_keras.register_handler` to add one"
+        )
+    try:
+        handler.check(layer, call)
+    except UnsupportedLayerError as error:
+        return BarrierHandler(str(error))
+    return handler
+
+
+def _register_builtins():
+    L = keras.layers
+    passthrough = LayerHandler()
+    for cls in (
+        L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
+        L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.Identity,
+    ):
+        register_handler(cls, passthrough)
+    elementwise = ElementwiseHandler()
+    for cls in (L.ReLU, L.LeakyReLU, L.ELU):
+        register_handler(cls, elementwise)
+    channels_last = ChannelsLastHandler()
+    for cls in (
+        L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
+        L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
+        L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+        L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+        L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
+        L.Cropping1D, L.Cropping2D, L.Cropping3D,
+        L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
+    ):
+        register_handler(cls, channels_last)
+    register_handler(L.Activation, ActivationHandler())
+    register_handler(L.Softmax, SoftmaxHandler())
+    register_handler(L.PReLU, ChannelwiseHandler())
+    register_handler(L.BatchNormalization, BatchNormalizationHandler())
+    register_handler(L.LayerNormalization, LayerNormalizationHandler())
+    register_handler(L.GroupNormalization, GroupNormalizationHandler())
+    register_handler(
+        L.Normalization, ChannelwiseHandler(source=True, config_keys=("mean", "variance"))
+    )
+    register_handler(
+        L.Rescaling, ChannelwiseHandler(source=True, config_keys=("scale", "offset"))
+    )
+    merge = MergeHandler()
+    for cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
+        register_handler(cls, merge)
+    register_handler(L.Concatenate, ConcatenateHandler())
+    register_handler(L.Flatten, FlattenHandler())
+    register_handler(L.Reshape, ReshapeHandler())
+    conv = ProducerHandler()
+    for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
+        register_handler(cls, conv)
+    transpose = ConvTransposeHandler()
+    for cls in (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
+        register_handler(cls, transpose)
+    depthwise = DepthwiseConvHandler()
+    for cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
+        register_handler(cls, depthwise)
+    separable = SeparableConvHandler()
+    for cls in (L.SeparableConv1D, L.SeparableConv2D):
+        register_handler(cls, separable)
+    register_handler(L.Dense, DenseHandler())
+
+
+_register_builtins()

@@ -1,0 +1,108 @@
+"""Surgery: the physically smaller model of a plan.
+
+`rebuild(graph, plan)` builds a new functional model in which every removed
+unit is gone from its producers' outputs and its consumers' inputs. Nested
+models stay nested, layers keep their names, and the traced model is never
+modified. The result equals the `GatedModel` with the removed gates at 0, to
+float32 round-off (except through layers in `graph.inexact_layers`).
+"""
+
+import copy
+
+import keras
+import numpy as np
+
+from singe_keras.graph import Scope
+
+
+def rebuild(graph, plan):
+    """Builds the model that keeps only the units of `plan`.
+
+    Args:
+        graph: the `CouplingGraph` of the model, from `singe_keras.trace`.
+        plan: a `Plan` for that graph.
+
+    Returns:
+        A new functional `keras.Model` with the same inputs, outputs and layer
+        names, fewer filters/units, and weights sliced from the original.
+
+    Raises:
+        ValueError: if `plan` does not match the graph's coupling groups.
+
+    Example:
+
+    ```python
+    graph = singe_keras.trace(model)
+    plan = singe_keras.Plan.full(graph).with_kept("conv", [0, 1, 2])
+    smaller = singe_keras.rebuild(graph, plan)
+    ```
+    """
+    return _Surgeon(graph, plan.mask(graph).astype(bool)).model(graph.scope)
+
+
+class _Surgeon:
+    def __init__(self, graph, kept_units):
+        self.graph = graph
+        self.kept_units = kept_units
+        self.models = {}  # id(original nested model) -> rebuilt model
+        self.layers = {}  # id(original layer) -> rebuilt layer
+
+    def keep(self, tensor):
+        """Indices of the kept channels of a traced tensor."""
+        units = self.graph.unit_indices(tensor)
+        kept = np.where(units < 0, True, self.kept_units[np.maximum(units, 0)])
+        return np.flatnonzero(kept)
+
+    def model(self, scope):
+        if id(scope.model) in self.models:
+            return self.models[id(scope.model)]
+        inputs = [
+            keras.Input(
+                shape=shape[1:-1] + (len(self.keep(t)),), dtype=dtype, name=name
+            )
+            for (name, shape, dtype), t in zip(scope.input_specs, scope.inputs)
+        ]
+        values = dict(zip(scope.inputs, inputs))
+        for item in scope.items:
+            if isinstance(item, Scope):
+                outputs = item(values, layer=self.model(item))
+            else:
+                outputs = self.call_layer(item, values)
+            values.update(zip(item.outputs, outputs))
+        model = keras.Model(
+            inputs=keras.tree.map_structure(lambda t: values[t], scope.input_structure),
+            outputs=keras.tree.map_structure(lambda t: values[t], scope.output_structure),
+            name=scope.model.name,
+        )
+        self.models[id(scope.model)] = model
+        return model
+
+    def call_layer(self, node, values):
+        layer = node.layer
+        if not isinstance(layer, keras.layers.Layer):
+            return node(values)  # a stateless Keras operation
+        if id(layer) in self.layers:
+            return node(values, layer=self.layers[id(layer)])
+        in_keep = [self.keep(t) for t in node.inputs]
+        out_keep = [self.keep(t) for t in node.outputs]
+        config = node.handler.rebuild_config(
+            layer, node.call, copy.deepcopy(layer.get_config()), in_keep, out_keep
+        )
+        new = type(layer).from_config(config)
+        outputs = node(values, layer=new)  # builds the new layer
+        unchanged = all(
+            len(keep) == shape[-1]
+            for keep, shape in zip(
+                in_keep + out_keep, node.call.input_shapes + node.call.output_shapes
+            )
+        )
+        if unchanged:
+            new.set_weights(layer.get_weights())
+        else:
+            weights = {w.name: keras.ops.convert_to_numpy(w) for w in layer.weights}
+            sliced = node.handler.slice_weights(
+                layer, node.call, weights, in_keep, out_keep
+            )
+            new.set_weights([sliced[w.name] for w in new.weights])
+        self.layers[id(layer)] = new
+        return outputs
