@@ -216,6 +216,10 @@ class GroupNormalizationHandler(ChannelwiseHandler):
         if layer.axis not in (-1, len(call.input_shapes[0]) - 1):
             raise UnsupportedLayerError(f"axis={layer.axis}: only -1 is supported")
 
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config["groups"] = -1
+        return config
+
 
 class ElementwiseHandler(LayerHandler):
     """A weightless element-wise function (ReLU, ELU, an Activation layer).

@@ -1,0 +1,130 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import singe_keras
+import zoo
+
+EXACT = [name for name in zoo.ZOO if name != "dense_on_sequence"]
+
+
+def _rebuilt(name, seed=0):
+    model = zoo.build(name)
+    graph = singe_keras.trace(model)
+    plan = zoo.random_plan(graph, seed)
+    return model, graph, plan, singe_keras.rebuild(graph, plan)
+
+
+def _assert_close_to_scale(actual, expected, tolerance=1e-5):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    scale = max(np.abs(expected).max(), 1e-12)
+    assert np.abs(actual - expected).max() <= tolerance * scale
+
+
+@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rebuild_matches_gated_model(name, seed):
+    model, graph, plan, small = _rebuilt(name, seed)
+    assert graph.groups, "the zoo model must have something to prune"
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    x = zoo.sample_inputs(model)
+    expected = gated(x)
+    _assert_close_to_scale(small(x), expected)
+    # The plan really removed something: the gated output differs from the model.
+    assert np.abs(np.asarray(expected) - np.asarray(model(x))).max() > 0
+
+
+def _layer_names(model):
+    return [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+
+
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_rebuild_keeps_signature_and_names(name):
+    model, graph, plan, small = _rebuilt(name)
+    assert small.input_shape == model.input_shape
+    assert small.output_shape == model.output_shape
+    assert _layer_names(small) == _layer_names(model)
+    assert small.count_params() < model.count_params()
+
+
+@pytest.mark.parametrize("name", ["residual", "nested", "concat"])
+def test_input_model_is_not_modified(name):
+    model = zoo.build(name)
+    before_config = model.get_config()
+    before = [np.array(w) for w in model.weights]
+    graph = singe_keras.trace(model)
+    small = singe_keras.rebuild(graph, zoo.random_plan(graph))
+    # Training the rebuilt model must not touch the original's variables.
+    for weight in small.trainable_weights:
+        weight.assign(np.zeros(weight.shape, weight.dtype))
+    assert model.get_config() == before_config
+    for weight, value in zip(model.weights, before):
+        np.testing.assert_array_equal(np.array(weight), value)
+
+
+def test_full_plan_rebuilds_an_identical_model():
+    model = zoo.build("residual")
+    graph = singe_keras.trace(model)
+    small = singe_keras.rebuild(graph, singe_keras.Plan.full(graph))
+    x = zoo.sample_inputs(model)
+    np.testing.assert_array_equal(small(x), model(x))
+
+
+def test_nested_models_stay_nested():
+    model, _, _, small = _rebuilt("nested")
+    backbone = small.get_layer("backbone")
+    assert isinstance(backbone, keras.Model)
+    assert backbone.get_layer("inner_conv").filters < 6
+
+
+def test_flatten_dense_rows_follow_kept_channels():
+    model, graph, plan, small = _rebuilt("flatten_dense")
+    kept = np.asarray(plan.keep["c1"])
+    original = model.get_layer("fc").kernel.numpy().reshape(4, 4, 4, 7)
+    expected = original[:, :, kept, :].reshape(-1, 7)
+    np.testing.assert_array_equal(
+        small.get_layer("fc").kernel.numpy(), expected[:, np.asarray(plan.keep["fc"])]
+    )
+
+
+@pytest.mark.parametrize("name", ["residual", "nested", "squeeze_excitation", "concat"])
+def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
+    model, _, _, small = _rebuilt(name)
+    path = tmp_path / "small.keras"
+    small.save(path)
+    loaded = keras.models.load_model(path)
+    x = zoo.sample_inputs(model)
+    np.testing.assert_array_equal(loaded(x), small(x))
+
+
+@pytest.mark.parametrize("name", ["residual", "depthwise_separable", "squeeze_excitation"])
+def test_rebuilt_model_converts_to_tflite(name):
+    model, _, _, small = _rebuilt(name)
+    content = tf.lite.TFLiteConverter.from_keras_model(small).convert()
+    interpreter = tf.lite.Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    x = zoo.sample_inputs(model, batch=1)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    _assert_close_to_scale(y, small(x), tolerance=1e-4)
+
+
+def test_inexact_layers_are_reported():
+    graph = singe_keras.trace(zoo.build("dense_on_sequence"))
+    assert graph.inexact_layers == ["ln"]
+    for name in EXACT:
+        assert singe_keras.trace(zoo.build(name)).inexact_layers == []
+
+
+def test_plan_of_another_model_is_rejected():
+    graph = singe_keras.trace(zoo.build("chain"))
+    plan = singe_keras.Plan.full(singe_keras.trace(zoo.build("residual")))
+    with pytest.raises(ValueError, match="does not match"):
+        singe_keras.rebuild(graph, plan)

@@ -1,0 +1,288 @@
+"""Tiny models, one per supported layer kind and pattern, with random weights.
+
+Every factory returns a built model whose weights (BatchNormalization
+statistics included) are random, so that a wrongly sliced weight or a
+channel that is not really zero shows up in the outputs.
+"""
+
+import keras
+import numpy as np
+
+L = keras.layers
+
+
+def randomize(model, seed=0):
+    """Random weights everywhere; variances positive."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        shape = tuple(weight.shape)
+        if "variance" in weight.name:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif weight.name == "count":
+            continue
+        else:
+            value = rng.normal(0.0, 0.5, shape)
+        weight.assign(value.astype(weight.dtype))
+    return model
+
+
+def conv_bn(x, filters, name, kernel=3, activation="relu"):
+    x = L.Conv2D(filters, kernel, padding="same", name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return L.Activation(activation, name=f"{name}_act")(x) if activation else x
+
+
+def head(x, classes=3):
+    x = L.GlobalAveragePooling2D(name="pool")(x)
+    return L.Dense(classes, name="logits")(x)
+
+
+def chain():
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "a")
+    x = conv_bn(x, 5, "b")
+    return keras.Model(inputs, head(x), name="chain")
+
+
+def sequential():
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            L.Conv2D(6, 3, activation="relu", name="c1"),
+            L.Conv2D(4, 3, name="c2"),
+            L.Flatten(name="flatten"),
+            L.Dense(3, name="logits"),
+        ],
+        name="sequential",
+    )
+
+
+def conv1d():
+    inputs = keras.Input((12, 3))
+    x = L.Conv1D(6, 3, padding="same", activation="relu", name="c1")(inputs)
+    x = L.Conv1DTranspose(5, 3, strides=2, name="t1")(x)
+    x = L.MaxPooling1D(name="mp")(x)
+    x = L.ZeroPadding1D(1, name="pad")(x)
+    x = L.Cropping1D(1, name="crop")(x)
+    x = L.UpSampling1D(name="up")(x)
+    x = L.DepthwiseConv1D(3, name="dw")(x)
+    x = L.SeparableConv1D(4, 3, name="sep")(x)
+    x = L.GlobalMaxPooling1D(name="pool")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="conv1d")
+
+
+def conv3d():
+    inputs = keras.Input((6, 6, 6, 2))
+    x = L.Conv3D(5, 3, padding="same", name="c1")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.Conv3DTranspose(4, 2, strides=2, name="t1")(x)
+    x = L.AveragePooling3D(2, name="avg")(x)
+    x = L.GlobalAveragePooling3D(name="pool")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="conv3d")
+
+
+def transpose_and_resampling():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2DTranspose(6, 3, strides=2, padding="same", name="t1")(inputs)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ZeroPadding2D(1, name="pad")(x)
+    x = L.Cropping2D(2, name="crop")(x)
+    x = L.MaxPooling2D(name="mp")(x)
+    x = L.UpSampling2D(name="up")(x)
+    x = L.AveragePooling2D(2, name="avg")(x)
+    x = L.Conv2D(5, 3, name="c2")(x)
+    x = L.GlobalMaxPooling2D(name="pool")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="transpose")
+
+
+def depthwise_separable():
+    inputs = keras.Input((10, 10, 3))
+    x = conv_bn(inputs, 6, "stem")
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
+    x = L.BatchNormalization(name="dw_bn")(x)
+    x = L.ReLU(6.0, name="dw_relu")(x)
+    x = L.SeparableConv2D(7, 3, depth_multiplier=2, name="sep")(x)
+    x = L.DepthwiseConv2D(3, name="dw2")(x)
+    return keras.Model(inputs, head(x), name="depthwise")
+
+
+def dense_on_sequence():
+    inputs = keras.Input((5, 4))
+    x = L.Dense(8, activation="gelu", name="d1")(inputs)
+    x = L.LayerNormalization(name="ln")(x)
+    x = L.Dense(6, name="d2")(x)
+    x = L.Flatten(name="flatten")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="dense_seq")
+
+
+def residual():
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "stem")
+    y = conv_bn(x, 6, "b1a")
+    y = conv_bn(y, 6, "b1b", activation=None)
+    x = L.ReLU(name="b1_out")(L.Add(name="b1_add")([x, y]))
+    shortcut = L.BatchNormalization(name="proj_bn")(L.Conv2D(8, 1, name="proj")(x))
+    y = conv_bn(x, 8, "b2a")
+    y = conv_bn(y, 8, "b2b", activation=None)
+    x = L.ReLU(name="b2_out")(L.Add(name="b2_add")([shortcut, y]))
+    return keras.Model(inputs, head(x), name="residual")
+
+
+def preactivation():
+    """ResNetV2/DenseNet style: BN -> ReLU -> conv reading an added tensor."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="stem")(inputs)
+    y = L.BatchNormalization(name="pre_bn")(x)
+    y = L.ReLU(name="pre_relu")(y)
+    y = L.Conv2D(6, 3, padding="same", name="b_conv")(y)
+    x = L.Add(name="add")([x, y])
+    x = L.BatchNormalization(name="post_bn")(x)
+    x = L.ReLU(name="post_relu")(x)
+    return keras.Model(inputs, head(x), name="preactivation")
+
+
+def concat():
+    inputs = keras.Input((8, 8, 3))
+    a = conv_bn(inputs, 4, "a")
+    b = conv_bn(inputs, 5, "b")
+    x = L.Concatenate(name="cat")([a, b])
+    c = conv_bn(x, 3, "c")
+    x = L.Concatenate(name="cat2")([x, c])  # DenseNet-style growth
+    x = L.BatchNormalization(name="cat_bn")(x)
+    x = conv_bn(x, 4, "d")
+    return keras.Model(inputs, head(x), name="concat")
+
+
+def squeeze_excitation():
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 8, "stem")
+    s = L.GlobalAveragePooling2D(name="se_pool")(x)
+    s = L.Dense(3, activation="relu", name="se_reduce")(s)
+    s = L.Dense(8, activation="sigmoid", name="se_expand")(s)
+    s = L.Reshape((1, 1, 8), name="se_reshape")(s)
+    x = L.Multiply(name="se_scale")([x, s])
+    x = conv_bn(x, 5, "out")
+    return keras.Model(inputs, head(x), name="se")
+
+
+def flatten_dense():
+    inputs = keras.Input((6, 6, 2))
+    x = L.Conv2D(4, 3, activation="relu", name="c1")(inputs)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(7, activation="tanh", name="fc")(x)
+    x = L.Dropout(0.5, name="drop")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="flatten_dense")
+
+
+def reshape_channels_last():
+    inputs = keras.Input((4, 4, 3))
+    x = L.Conv2D(6, 1, name="c1")(inputs)
+    x = L.Reshape((16, 6), name="tokens")(x)
+    x = L.Dense(5, name="d1")(x)
+    x = L.Reshape((80,), name="flat")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="reshape")
+
+
+def activations_and_merges():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Rescaling(1 / 255.0, offset=-0.5, name="rescale")(inputs)
+    x = L.Normalization(mean=[0.1, 0.2, 0.3], variance=[1.0, 2.0, 3.0], name="norm")(x)
+    a = L.Conv2D(6, 3, padding="same", name="a")(x)
+    b = L.Conv2D(6, 3, padding="same", name="b")(x)
+    a1 = L.Activation("sigmoid", name="sig")(a)
+    b1 = L.LeakyReLU(0.2, name="leaky")(b)
+    b2 = L.PReLU(name="prelu")(b)
+    b3 = L.ELU(name="elu")(b)
+    x = L.Subtract(name="sub")([a1, b1])
+    x = L.Multiply(name="mul")([x, b2])
+    x = L.Average(name="avg")([x, b3])
+    x = L.Maximum(name="max")([x, a])
+    x = L.Minimum(name="min")([x, b])
+    x = L.SpatialDropout2D(0.3, name="sdrop")(x)
+    x = L.Identity(name="identity")(x)
+    x = L.GroupNormalization(groups=-1, name="gn")(x)
+    x = L.Activation("tanh", name="tanh")(x)
+    x = L.Conv2D(4, 1, name="c_out")(x)
+    x = L.Softmax(axis=1, name="spatial_softmax")(x)
+    x = L.Conv2D(4, 1, name="c_last")(x)
+    return keras.Model(inputs, head(x), name="activations")
+
+
+def spatial_attention():
+    """A one-channel map broadcast over all channels (not coupled)."""
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "feat")
+    attention = L.Conv2D(1, 1, activation="sigmoid", name="att")(x)
+    x = L.Multiply(name="apply")([x, attention])
+    return keras.Model(inputs, head(x), name="spatial_attention")
+
+
+def shared_layer():
+    inputs = keras.Input((8, 8, 3))
+    shared = L.Conv2D(5, 3, padding="same", name="shared")
+    a = shared(L.Conv2D(4, 1, name="pa")(inputs))
+    b = shared(L.Conv2D(4, 1, name="pb")(inputs))
+    x = L.Concatenate(name="cat")([a, b])
+    return keras.Model(inputs, head(x), name="shared")
+
+
+def nested():
+    inner_in = keras.Input((8, 8, 6))
+    y = conv_bn(inner_in, 6, "inner", activation=None)
+    y = L.Add(name="inner_add")([inner_in, y])
+    backbone = keras.Model(inner_in, conv_bn(y, 5, "inner_out"), name="backbone")
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "stem")
+    x = backbone(x)
+    block = keras.Sequential(
+        [keras.Input((8, 8, 5)), L.Conv2D(4, 3, name="seq_conv"), L.ReLU(name="seq_relu")],
+        name="block",
+    )
+    x = block(x)
+    return keras.Model(inputs, head(x), name="nested")
+
+
+ZOO = {
+    f.__name__: f
+    for f in (
+        chain,
+        sequential,
+        conv1d,
+        conv3d,
+        transpose_and_resampling,
+        depthwise_separable,
+        dense_on_sequence,
+        residual,
+        preactivation,
+        concat,
+        squeeze_excitation,
+        flatten_dense,
+        reshape_channels_last,
+        activations_and_merges,
+        spatial_attention,
+        shared_layer,
+        nested,
+    )
+}
+
+
+def build(name, seed=0):
+    keras.utils.set_random_seed(seed)
+    return randomize(ZOO[name](), seed)
+
+
+def sample_inputs(model, batch=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(0.0, 1.0, (batch,) + tuple(model.input_shape[1:])).astype("float32")
+
+
+def random_plan(graph, seed=0):
+    """Keeps a random, non-empty subset (about half) of every group."""
+    import singe_keras
+
+    rng = np.random.default_rng(seed)
+    plan = singe_keras.Plan.full(graph)
+    for group in graph.groups:
+        count = max(1, group.size // 2)
+        plan = plan.with_kept(group.name, rng.choice(group.size, count, replace=False))
+    return plan
