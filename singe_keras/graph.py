@@ -12,6 +12,7 @@ This is the only module that reads Keras's private graph structures
 `CouplingGraph`.
 """
 
+import collections
 import dataclasses
 import warnings
 
@@ -46,9 +47,10 @@ class Tracer:
     def __init__(self):
         self._parent = []
         self._fixed = []
-        self._spaces = []  # (layer path, labels) of each producer
+        self._spaces = []  # (sort key, layer path, labels) of each producer
         self._units_of_layer = {}
         self.path = None  # path of the layer being traced
+        self.depth = 0  # its distance from the model inputs
         self.fix_reasons = {}
 
     def _new(self, count, fixed):
@@ -62,7 +64,7 @@ class Tracer:
         if id(layer) not in self._units_of_layer:
             labels = self._new(count, fixed=False)
             self._units_of_layer[id(layer)] = labels
-            self._spaces.append((self.path, labels))
+            self._spaces.append(((self.depth, self.path), self.path, labels))
         return self._units_of_layer[id(layer)]
 
     def new_fixed(self, count):
@@ -200,6 +202,7 @@ class CouplingGraph:
         self._tracer = Tracer()
         self._labels = {}
         self._first_call_inputs = {}
+        self._depth = collections.defaultdict(int)  # tensor id -> depth
         self._next_tensor = 0
         self.scope = self._trace_function(model, function, "", None, None)
         self.nodes = list(self.scope.nodes())
@@ -286,6 +289,7 @@ class CouplingGraph:
     def _trace_layer(self, traced):
         tracer, layer = self._tracer, traced.layer
         tracer.path = traced.path
+        tracer.depth = 1 + max((self._depth[t] for t in traced.inputs), default=0)
         inputs = [self._labels[t] for t in traced.inputs]
         handler = handlers_lib.get_handler(layer, traced.call)
         try:
@@ -305,6 +309,7 @@ class CouplingGraph:
         for labels in outputs:
             t = self._tensor()
             self._labels[t] = np.asarray(labels)
+            self._depth[t] = tracer.depth
             traced.outputs.append(t)
         return traced.outputs
 
@@ -329,26 +334,29 @@ class CouplingGraph:
     def _number_units(self):
         """Gives each prunable unit a group and an index within it."""
         tracer = self._tracer
+        # A group is named after, and numbers its units like, its producer
+        # closest to the inputs (ties: by path).
+        spaces = sorted(tracer._spaces, key=lambda space: space[0])
         roots_spaces = {}
-        for s, (_, labels) in enumerate(tracer._spaces):
+        for s, (_, _, labels) in enumerate(spaces):
             for label in labels:
                 if not tracer.is_fixed(label):
                     roots_spaces.setdefault(tracer.find(label), []).append(s)
         # Spaces sharing a unit belong to one group.
-        space_parent = list(range(len(tracer._spaces)))
+        space_parent = list(range(len(spaces)))
 
         def space_root(s):
             while space_parent[s] != s:
                 s = space_parent[s]
             return s
 
-        for spaces in roots_spaces.values():
-            for s in spaces[1:]:
-                a, b = space_root(spaces[0]), space_root(s)
+        for shared in roots_spaces.values():
+            for s in shared[1:]:
+                a, b = space_root(shared[0]), space_root(s)
                 space_parent[max(a, b)] = min(a, b)
         self._unit_of_root = {}  # root label -> global unit index
         group_units = {}
-        for s, (_, labels) in enumerate(tracer._spaces):
+        for s, (_, _, labels) in enumerate(spaces):
             units = group_units.setdefault(space_root(s), [])
             for label in labels:
                 root = tracer.find(label)
@@ -362,8 +370,7 @@ class CouplingGraph:
                 continue
             for i, root in enumerate(units):
                 self._unit_of_root[root] = offset + i
-            members = [tracer._spaces[p][0] for p in range(len(tracer._spaces))
-                       if space_root(p) == s]
+            members = [spaces[p][1] for p in range(len(spaces)) if space_root(p) == s]
             self._group_offsets[members[0]] = offset
             self.groups.append(CouplingGroup(members[0], len(units), tuple(members), ()))
             offset += len(units)

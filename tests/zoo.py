@@ -208,6 +208,17 @@ def activations_and_merges():
     return keras.Model(inputs, head(x), name="activations")
 
 
+def nonzero_at_zero():
+    """Activations with f(0) != 0 make removed channels non-zero: gated after."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", use_bias=False, name="c1")(inputs)
+    x = L.Activation("sigmoid", name="sig")(x)
+    x = L.Conv2D(5, 3, padding="same", use_bias=False, name="c2")(x)
+    x = L.ReLU(threshold=0.5, negative_slope=0.1, name="shifted_relu")(x)
+    x = L.Conv2D(4, 3, padding="same", name="c3")(x)
+    return keras.Model(inputs, head(x), name="nonzero_at_zero")
+
+
 def spatial_attention():
     """A one-channel map broadcast over all channels (not coupled)."""
     inputs = keras.Input((8, 8, 3))
@@ -259,6 +270,7 @@ ZOO = {
         flatten_dense,
         reshape_channels_last,
         activations_and_merges,
+        nonzero_at_zero,
         spatial_attention,
         shared_layer,
         nested,

@@ -1,0 +1,155 @@
+import re
+import warnings
+
+import keras
+import pytest
+
+import singe_keras
+import zoo
+
+L = keras.layers
+
+
+def _groups(model, **kwargs):
+    graph = singe_keras.trace(model, **kwargs)
+    return {g.name: g for g in graph.groups}
+
+
+def test_chain_has_one_group_per_conv_and_keeps_outputs():
+    groups = _groups(zoo.build("chain"))
+    assert {name: g.size for name, g in groups.items()} == {"a_conv": 6, "b_conv": 5}
+    assert groups["a_conv"].layers == ("a_conv", "a_bn", "a_act", "b_conv")
+    assert all("logits" not in g.producers for g in groups.values())
+
+
+def test_residual_add_couples_its_producers():
+    groups = _groups(zoo.build("residual"))
+    assert set(groups["stem_conv"].producers) == {"stem_conv", "b1b_conv"}
+    assert set(groups["proj"].producers) == {"proj", "b2b_conv"}
+    assert groups["b1a_conv"].producers == ("b1a_conv",)
+
+
+def test_concatenate_keeps_segments_apart():
+    groups = _groups(zoo.build("concat"))
+    assert {"a_conv", "b_conv", "c_conv", "d_conv"} <= set(groups)
+    for name in ("a_conv", "b_conv", "c_conv"):
+        assert groups[name].producers == (name,)
+        assert "cat_bn" in groups[name].layers
+
+
+def test_squeeze_excitation_gate_is_coupled_with_the_feature_map():
+    groups = _groups(zoo.build("squeeze_excitation"))
+    assert set(groups["stem_conv"].producers) == {"stem_conv", "se_expand"}
+    assert groups["se_reduce"].size == 3
+
+
+def test_broadcast_map_is_not_coupled():
+    groups = _groups(zoo.build("spatial_attention"))
+    assert "att" not in groups  # one channel broadcast over six: fixed
+    assert groups["feat_conv"].size == 6
+
+
+def test_shared_layer_couples_the_inputs_of_its_calls():
+    groups = _groups(zoo.build("shared_layer"))
+    assert set(groups["pa"].producers) == {"pa", "pb"}
+    assert groups["shared"].size == 5
+
+
+def test_nested_models_are_traced_through():
+    groups = _groups(zoo.build("nested"))
+    assert set(groups["stem_conv"].producers) == {"stem_conv", "backbone/inner_conv"}
+    assert "backbone/inner_out_conv" in groups
+    assert "block/seq_conv" in groups
+
+
+def test_depthwise_multiplier_follows_its_input_channel():
+    groups = _groups(zoo.build("depthwise_separable"))
+    assert {"dw", "dw_bn", "sep"} <= set(groups["stem_conv"].layers)
+    assert groups["sep"].size == 7
+
+
+def test_ignored_layers_are_never_pruned():
+    model = zoo.build("chain")
+    assert "a_conv" not in _groups(model, ignored_layers=["a_conv"])
+    assert "b_conv" not in _groups(model, ignored_layers=[model.get_layer("b_conv")])
+
+
+def test_unknown_ignored_layer_is_rejected():
+    with pytest.raises(ValueError, match="not in the model.*nope"):
+        singe_keras.trace(zoo.build("chain"), ignored_layers=["nope"])
+
+
+class _Custom(L.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+class _SubclassedConv(L.Conv2D):
+    pass
+
+
+def _sandwich(middle):
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="before")(inputs)
+    x = middle(x)
+    x = L.Conv2D(5, 3, padding="same", name="after")(x)
+    return keras.Model(inputs, zoo.head(x))
+
+
+@pytest.mark.parametrize(
+    "middle, reason",
+    [
+        (_Custom(name="middle"), "no handler registered for _Custom"),
+        (_SubclassedConv(4, 1, name="middle"), "no handler registered for _SubclassedConv"),
+        (L.Softmax(name="middle"), "softmax over the channel axis"),
+        (L.Activation("softmax", name="middle"), "softmax over the channel axis"),
+        (L.Conv2D(4, 1, groups=2, name="middle"), "grouped convolution"),
+        (L.GroupNormalization(groups=2, name="middle"), "groups=2"),
+        (L.LayerNormalization(axis=1, name="middle"), r"only the last \(channel\) axis"),
+    ],
+)
+def test_barrier_layers_stop_pruning_with_a_warning(middle, reason):
+    model = _sandwich(middle)
+    with pytest.warns(UserWarning, match=f"middle.*{reason}"):
+        graph = singe_keras.trace(model)
+    names = {g.name for g in graph.groups}
+    assert "before" not in names and "after" in names
+    assert re.search(reason, graph.barriers["middle"])
+
+
+def test_channels_first_is_a_barrier():
+    inputs = keras.Input((3, 6, 6))
+    x = L.Conv2D(4, 3, data_format="channels_first", name="cf")(inputs)
+    x = L.Flatten()(x)
+    model = keras.Model(inputs, L.Dense(2)(x))
+    with pytest.warns(UserWarning, match="channels_first"):
+        graph = singe_keras.trace(model)
+    assert graph.groups == []
+
+
+def test_supported_models_trace_without_warnings():
+    for name in zoo.ZOO:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            singe_keras.trace(zoo.build(name))
+
+
+def test_subclassed_model_is_rejected_with_what_is_supported():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = L.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Net()
+    model(keras.ops.zeros((1, 3)))
+    with pytest.raises(TypeError, match="functional and Sequential"):
+        singe_keras.trace(model)
+
+
+def test_unknown_group_name_is_rejected():
+    graph = singe_keras.trace(zoo.build("chain"))
+    with pytest.raises(ValueError, match="No coupling group named 'x'"):
+        graph.group("x")
