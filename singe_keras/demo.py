@@ -66,7 +66,7 @@ def _compile(model):
 
 
 def _accuracy(model, x, y):
-    logits = model.predict(x, batch_size=256, verbose=0)
+    logits = keras.ops.convert_to_numpy(model(x, training=False))
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
@@ -83,6 +83,30 @@ def _magnitude_scores(model, group):
         kernel = keras.ops.convert_to_numpy(model.get_layer(path).kernel)
         scores += np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
     return scores
+
+
+def _print_table(results):
+    rows = [("", "FLOPs", "Params", "Test accuracy")]
+    labels = {
+        "before": "Before pruning",
+        "pruned": "Pruned",
+        "fine_tuned": f"Fine-tuned ({_FINE_TUNE_EPOCHS} epochs)",
+    }
+    for key, label in labels.items():
+        r = results[key]
+        rows.append(
+            (label, f"{r['flops']:,}", f"{r['params']:,}", f"{r['accuracy']:.4f}")
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    print("\n".join(lines))
 
 
 def main(argv=None):
@@ -181,24 +205,8 @@ def main(argv=None):
     kept = ", ".join(
         f"{g.name} {len(plan.keep[g.name])}/{g.size}" for g in graph.groups
     )
-    print(f"Kept units per group (L1 kernel magnitude): {kept}")
-    rows = [
-        ("", "FLOPs", "Params", "Test accuracy"),
-        ("Before pruning", f"{before['flops']:,}", f"{before['params']:,}",
-         f"{before['accuracy']:.4f}"),
-        ("Pruned", f"{after['flops']:,}", f"{after['params']:,}",
-         f"{pruned_accuracy:.4f}"),
-        (f"Fine-tuned ({_FINE_TUNE_EPOCHS} epochs)", f"{after['flops']:,}",
-         f"{after['params']:,}", f"{results['fine_tuned']['accuracy']:.4f}"),
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for i, row in enumerate(rows):
-        print("  ".join(
-            cell.ljust(w) if j == 0 else cell.rjust(w)
-            for j, (cell, w) in enumerate(zip(row, widths))
-        ))
-        if i == 0:
-            print("-" * (sum(widths) + 2 * 3))
+    print(f"Kept units per group (largest kernel L1 norms): {kept}")
+    _print_table(results)
     print(f"Done in {time.perf_counter() - start:.1f} s.")
     return results
 

@@ -17,7 +17,9 @@ class GatedModel(keras.Model):
 
     The gates are one non-trainable variable, `gates`, of shape
     `(graph.num_units,)` laid out group by group (`graph.group_offset`).
-    Changing its value never retraces a `tf.function`. A gate tensor can also
+    Changing its value never retraces a `tf.function`. Being non-trainable,
+    it is not watched by `tf.GradientTape` unless `tape.watch(gated.gates)`
+    is called. A gate tensor can also
     be passed to `call`, with shape `(num_units,)` or, one row per sample,
     `(batch, num_units)`: per-sample gates give per-sample gradients.
 

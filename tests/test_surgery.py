@@ -128,3 +128,36 @@ def test_plan_of_another_model_is_rejected():
     plan = singe_keras.Plan.full(singe_keras.trace(zoo.build("residual")))
     with pytest.raises(ValueError, match="does not match"):
         singe_keras.rebuild(graph, plan)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "application", [keras.applications.ResNet50, keras.applications.MobileNetV2]
+)
+def test_keras_applications_rebuild_exactly(application):
+    model = zoo.randomize(application(weights=None, input_shape=(64, 64, 3), classes=10))
+    graph = singe_keras.trace(model)
+    plan = zoo.random_plan(graph)
+    small = singe_keras.rebuild(graph, plan)
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    x = zoo.sample_inputs(model, batch=2)
+    _assert_close_to_scale(small(x), gated(x))
+    assert singe_keras.count_flops(small) < singe_keras.count_flops(model)
+
+
+@pytest.mark.slow
+def test_backbone_used_as_a_layer_rebuilds_exactly():
+    backbone = keras.applications.MobileNetV2(
+        weights=None, include_top=False, input_shape=(32, 32, 3)
+    )
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    model = zoo.randomize(keras.Model(inputs, keras.layers.Dense(4)(x)))
+    graph = singe_keras.trace(model)
+    assert any(g.name.startswith(backbone.name + "/") for g in graph.groups)
+    plan = zoo.random_plan(graph)
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    x = zoo.sample_inputs(model, batch=2)
+    _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x))

@@ -1,0 +1,98 @@
+import keras
+import numpy as np
+import pytest
+
+import singe_keras
+import zoo
+
+L = keras.layers
+
+
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_params_equal_keras_count(name):
+    model = zoo.build(name)
+    assert singe_keras.count_costs(model).params == model.count_params()
+
+
+def test_macs_of_a_small_model_by_hand():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, padding="same", name="conv")(inputs)  # 8*8 * 3*3*3 * 4
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)  # 6*6 * 3*3 * 8
+    x = L.Conv2DTranspose(2, 2, strides=2, name="t")(x)  # 6*6 * 2*2 * 8 * 2
+    x = L.Flatten()(x)
+    outputs = L.Dense(5, name="fc")(x)  # 12*12*2 * 5
+    cost = singe_keras.count_costs(keras.Model(inputs, outputs))
+    by_layer = {c.path: c.macs for c in cost.layers}
+    assert by_layer["conv"] == 8 * 8 * 27 * 4
+    assert by_layer["dw"] == 6 * 6 * 9 * 8
+    assert by_layer["t"] == 6 * 6 * 4 * 8 * 2
+    assert by_layer["fc"] == 288 * 5
+    assert cost.flops == 2 * cost.macs == singe_keras.count_flops(keras.Model(inputs, outputs))
+
+
+_KERNEL_LAYERS = (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose,
+                  L.Conv3DTranspose, L.Dense)
+
+
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_pruned_macs_scale_with_the_kernel(name):
+    # For a conv or dense layer, MACs = positions x kernel size, and pruning
+    # leaves positions alone: MACs shrink exactly as the kernel does.
+    model = zoo.build(name)
+    graph = singe_keras.trace(model)
+    small = singe_keras.rebuild(graph, zoo.random_plan(graph))
+    before = {c.path: c.macs for c in singe_keras.count_costs(model).layers}
+    after = {c.path: c.macs for c in singe_keras.count_costs(small).layers}
+    checked = 0
+    for node in graph.nodes:
+        if type(node.layer) in _KERNEL_LAYERS:
+            old = node.layer.kernel.shape
+            new = _find(small, node.path).kernel.shape
+            assert after[node.path] * np.prod(old) == before[node.path] * np.prod(new)
+            checked += 1
+    assert checked
+    assert singe_keras.count_flops(small) < singe_keras.count_flops(model)
+
+
+def _find(model, path):
+    for part in path.split("/"):
+        model = model.get_layer(part)
+    return model
+
+
+def test_table_lists_every_layer_and_the_total():
+    model = zoo.build("residual")
+    cost = singe_keras.count_costs(model)
+    table = str(cost)
+    for layer in cost.layers:
+        assert layer.path in table
+    assert f"{cost.macs:,}" in table.splitlines()[-2]
+    assert cost.to_dict()["flops"] == cost.flops
+
+
+def test_unknown_spatial_size_is_rejected():
+    inputs = keras.Input((None, None, 3))
+    x = L.Conv2D(4, 3)(inputs)
+    model = keras.Model(inputs, L.GlobalAveragePooling2D()(x))
+    with pytest.raises(ValueError, match="spatial size is unknown"):
+        singe_keras.count_flops(model)
+
+
+@pytest.mark.slow
+def test_resnet50_matches_published_costs():
+    model = keras.applications.ResNet50(weights=None)
+    cost = singe_keras.count_costs(model)
+    assert cost.params == 25_636_712
+    # He et al. 2016, Table 1: 3.8e9 multiply-adds for ResNet-50 (v1, the
+    # stride in the first 1x1 conv, as in Keras). The often-quoted 4.1e9 is
+    # the v1.5 variant (stride in the 3x3 conv), e.g. torchvision's.
+    assert 3.8e9 <= cost.macs <= 3.9e9
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_matches_published_costs():
+    model = keras.applications.MobileNetV2(weights=None)
+    cost = singe_keras.count_costs(model)
+    assert cost.params == 3_538_984
+    # Sandler et al. 2018, Table 8: 300M multiply-adds.
+    assert 295e6 <= cost.macs <= 305e6
