@@ -17,11 +17,10 @@ class GatedModel(keras.Model):
 
     The gates are one non-trainable variable, `gates`, of shape
     `(graph.num_units,)` laid out group by group (`graph.group_offset`).
-    Changing its value never retraces a `tf.function`. Being non-trainable,
-    it is not watched by `tf.GradientTape` unless `tape.watch(gated.gates)`
-    is called. A gate tensor can also
+    Changing its value never retraces a `tf.function`. A gate tensor can also
     be passed to `call`, with shape `(num_units,)` or, one row per sample,
-    `(batch, num_units)`: per-sample gates give per-sample gradients.
+    `(batch, num_units)`: that is how gradients with respect to the gates are
+    taken (watch the tensor), and per-sample gates give per-sample gradients.
 
     The gated model calls the traced model's own layers: it shares their
     weights, so training it trains them. Trace a copy

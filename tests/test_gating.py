@@ -70,10 +70,11 @@ def test_gradients_reach_the_gates():
     graph = singe_keras.trace(model)
     gated = singe_keras.GatedModel(graph)
     x = zoo.sample_inputs(model)
+    gates = tf.ones(graph.num_units)
     with tf.GradientTape() as tape:
-        tape.watch(gated.gates)  # non-trainable: not watched by default
-        loss = tf.reduce_sum(gated(x) ** 2)
-    gradient = tape.gradient(loss, gated.gates)
+        tape.watch(gates)
+        loss = tf.reduce_sum(gated(x, gates=gates) ** 2)
+    gradient = tape.gradient(loss, gates)
     assert gradient.shape == (graph.num_units,)
     assert np.count_nonzero(gradient.numpy()) == graph.num_units
 
