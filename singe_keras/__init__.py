@@ -6,6 +6,7 @@ filter or dense neuron by integrating gradients along a path of gates towards
 its removal, and removes the least relevant ones.
 """
 
+from singe_keras import criteria
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
 from singe_keras.gating import GatedModel
 from singe_keras.graph import CouplingGraph, CouplingGroup, trace
@@ -16,6 +17,7 @@ from singe_keras.handlers import (
     register_handler,
 )
 from singe_keras.plan import Plan
+from singe_keras.scoring import Scores, score
 from singe_keras.surgery import rebuild
 
 __version__ = "0.1.0"
@@ -29,10 +31,13 @@ __all__ = [
     "LayerHandler",
     "ModelCost",
     "Plan",
+    "Scores",
     "UnsupportedLayerError",
     "count_costs",
     "count_flops",
+    "criteria",
     "rebuild",
     "register_handler",
+    "score",
     "trace",
 ]

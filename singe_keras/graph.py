@@ -402,6 +402,13 @@ class CouplingGraph:
             f"Groups: {[g.name for g in self.groups]}"
         )
 
+    def get_layer(self, path):
+        """The layer at `path` (`"backbone/conv1"` for a layer of a nested model)."""
+        for node in self.nodes:
+            if node.path == path:
+                return node.layer
+        raise ValueError(f"No layer at path {path!r} in model {self.model.name!r}.")
+
     def group_offset(self, name):
         """Index of the group's first unit in the flat vector of all units."""
         self.group(name)

@@ -115,6 +115,18 @@ class LayerHandler:
         """Multiply-accumulates of one call, from its static shapes."""
         return 0
 
+    def output_weights(self, layer):
+        """The weights that make each new unit, output channels on the last axis.
+
+        Magnitude criteria (`l1`, `l2`) read it. `None` for layers that make
+        no new units.
+        """
+        return None
+
+    def channel_scale(self, layer):
+        """A per-channel scale (BatchNormalization's gamma), or `None`."""
+        return None
+
 
 def _channels_last(layer):
     data_format = getattr(layer, "data_format", "channels_last")
@@ -172,6 +184,9 @@ class ChannelwiseHandler(LayerHandler):
 class BatchNormalizationHandler(ChannelwiseHandler):
     def __init__(self):
         super().__init__(source=True)
+
+    def channel_scale(self, layer):
+        return keras.ops.convert_to_numpy(layer.gamma) if layer.scale else None
 
     def check(self, layer, call):
         rank = len(call.input_shapes[0])
@@ -357,6 +372,10 @@ class ProducerHandler(LayerHandler):
         config[self.units_key] = len(out_keep[0])
         return config
 
+    def output_weights(self, layer):
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        return np.moveaxis(kernel, self.out_axis, -1)
+
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
         kernel = np.take(weights["kernel"], in_keep[0], axis=self.in_axis)
         sliced = {"kernel": np.take(kernel, out_keep[0], axis=self.out_axis)}
@@ -430,6 +449,9 @@ class DepthwiseConvHandler(LayerHandler):
 
 class SeparableConvHandler(ProducerHandler):
     """Depthwise then pointwise: consumes input channels, produces new units."""
+
+    def output_weights(self, layer):
+        return keras.ops.convert_to_numpy(layer.pointwise_kernel)
 
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
         mid_keep = _depthwise_keep(in_keep[0], layer.depth_multiplier)

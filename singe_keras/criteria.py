@@ -1,0 +1,434 @@
+"""Relevance criteria: how the units of a traced model are scored.
+
+`"singe"` is the integrated-gradient relevance of SInGE (Yvinec et al.,
+NeurIPS 2022; SINGE.md, "The SInGE relevance"). The baselines share its
+interface: `"taylor"` (first-order Taylor, Molchanov et al. 2017/2019; the
+K = 1, left-point case of the same integral), `"l1"` and `"l2"` (norm of the
+unit's producer kernels, Li et al. 2017), `"bn_scale"` (|gamma| of the unit's
+BatchNormalization, Liu et al. 2017) and `"random"`.
+
+Look criteria up with `get`, like Keras's own `keras.initializers.get`:
+
+```python
+singe_keras.criteria.get("singe")                        # defaults
+singe_keras.criteria.get({"class_name": "singe", "config": {"steps": 16}})
+singe_keras.criteria.get(singe_keras.criteria.IntegratedGradients(steps=4))
+```
+"""
+
+import keras
+import numpy as np
+
+from singe_keras import data as data_lib
+from singe_keras import gate_gradients
+
+_REGISTRY = {}
+
+
+def register_criterion(name):
+    """Class decorator: makes a `Criterion` subclass available as `name`.
+
+    Example:
+
+    ```python
+    @singe_keras.criteria.register_criterion("weight_count")
+    class WeightCount(singe_keras.criteria.Criterion):
+        needs_data = False
+
+        def score(self, gated, data=None):
+            return np.ones(gated.graph.num_units)
+    ```
+    """
+
+    def register(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Criterion)):
+            raise TypeError(
+                "Only subclasses of `Criterion` can be registered. "
+                f"Received: {cls!r}"
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+class Criterion:
+    """Base class of relevance criteria.
+
+    A criterion scores every prunable unit of a `GatedModel` (higher = more
+    relevant, pruned last). Data goes in as an argument; a criterion keeps
+    no hidden state between calls.
+    """
+
+    name = None
+    #: Whether `score` needs `(x, y)` data (gradient criteria) or not.
+    needs_data = False
+
+    def score(self, gated, data=None):
+        """Returns the relevance of every unit, a `(num_units,)` NumPy array.
+
+        Args:
+            gated: the `GatedModel` to score (its gate variable is left
+                untouched).
+            data: scoring data (see `singe_keras.score`), or `None` for
+                criteria that do not need any.
+        """
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+@register_criterion("singe")
+class IntegratedGradients(Criterion):
+    """SInGE: integrated gradients of the loss along a path of gates.
+
+    The attribution of unit u on sample x is (midpoint rule, uniform path
+    mu_k = 1 - k/K):
+
+        A_u(x) = sum_k (mu_{k-1} - mu_k) * dl(x; m)/dm_u  at  m = P(mid_k)
+
+    where the path P moves the gates of u's whole coupling group
+    (`path="group"`, K passes per group) or only u's gate (`path="unit"`, K
+    passes per unit: exact, costly), all other gates staying at 1. The
+    relevance is the mean over samples of |A_u(x)| (`reduction="abs"`) or of
+    A_u(x) (`"signed"`). By completeness, the signed attributions of a group
+    sum to l(x; m=1) - l(x; m_G=0) as K grows.
+
+    Reference: E. Yvinec, A. Dapogny, M. Cord, K. Bailly, "SInGE: Sparsity
+    via Integrated Gradients Estimation of Neuron Relevance", NeurIPS 2022.
+
+    Args:
+        steps: K, the number of quadrature points. Defaults to `8`.
+        path: `"group"` or `"unit"`. Defaults to `"group"`.
+        reduction: `"abs"` or `"signed"`. Defaults to `"abs"`.
+        samples: how many examples to score on. Defaults to `256`.
+        loss: a Keras loss (name or object) or `loss(y_true, y_pred)`
+            returning one value per sample; `None` uses the model's compiled
+            loss. Defaults to `None`.
+        batch_size: rows of one forward/backward pass: data batch x path
+            points. Defaults to `256`.
+        rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
+            Defaults to `"midpoint"`.
+
+    Example:
+
+    ```python
+    criterion = singe_keras.criteria.IntegratedGradients(steps=16, samples=512)
+    scores = singe_keras.score(model, (x, y), criterion=criterion)
+    ```
+    """
+
+    needs_data = True
+
+    def __init__(
+        self,
+        steps=8,
+        path="group",
+        reduction="abs",
+        samples=256,
+        loss=None,
+        batch_size=256,
+        rule="midpoint",
+    ):
+        _check_choice("path", path, ("group", "unit"))
+        _check_choice("reduction", reduction, ("abs", "signed"))
+        _check_choice("rule", rule, ("midpoint", "left"))
+        for argument, value in (("steps", steps), ("samples", samples),
+                                ("batch_size", batch_size)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(
+                    f"`{argument}` must be a positive integer. "
+                    f"Received: {argument}={value!r}"
+                )
+        self.steps, self.path, self.reduction = int(steps), path, reduction
+        self.samples, self.loss = int(samples), loss
+        self.batch_size, self.rule = int(batch_size), rule
+
+    def get_config(self):
+        return {
+            "steps": self.steps,
+            "path": self.path,
+            "reduction": self.reduction,
+            "samples": self.samples,
+            "loss": keras.losses.serialize(self.loss) if self.loss is not None else None,
+            "batch_size": self.batch_size,
+            "rule": self.rule,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("loss"), dict):
+            config["loss"] = keras.losses.deserialize(config["loss"])
+        return cls(**config)
+
+    def path_points(self, graph):
+        """The quadrature points of the path, as NumPy arrays.
+
+        Returns:
+            `(gates, weights, masks)`: per point, the gate vector
+            `(num_units,)`, the quadrature weight mu_{k-1} - mu_k, and which
+            units' gradients the point contributes to. Points with the same
+            gates and weight are merged (with K = 1 and the left rule every
+            point is m = 1: one pass serves all units).
+        """
+        offsets = np.concatenate([[0], np.cumsum([g.size for g in graph.groups])])
+        if self.path == "group":
+            targets = [np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
+        else:
+            targets = [np.array([u]) for u in range(graph.num_units)]
+        shift = 0.5 if self.rule == "midpoint" else 1.0
+        positions = 1.0 - (np.arange(1, self.steps + 1) - shift) / self.steps
+        merged = {}
+        for units in targets:
+            for position in positions:
+                gates = np.ones(graph.num_units, "float32")
+                gates[units] = position
+                key = gates.tobytes()
+                if key not in merged:
+                    merged[key] = (gates, np.zeros(graph.num_units, "float32"))
+                merged[key][1][units] = 1.0
+        gates, masks = (np.stack(parts) for parts in zip(*merged.values()))
+        weights = np.full(len(gates), 1.0 / self.steps, "float32")
+        return gates, weights, masks
+
+    def score(self, gated, data=None):
+        loss_fn = resolve_loss(self.loss, gated.graph.model)
+        step = gate_gradients.attribution_step(gated, loss_fn)
+        gates, weights, masks = self.path_points(gated.graph)
+        batch = min(self.batch_size, self.samples)
+        per_pass = max(1, self.batch_size // batch)
+        pad = -len(gates) % per_pass  # zero-weight points: one shape, one trace
+        gates = np.concatenate([gates, np.ones((pad, gates.shape[1]), "float32")])
+        masks = np.concatenate([masks, np.zeros((pad, masks.shape[1]), "float32")])
+        weights = np.concatenate([weights, np.zeros(pad, "float32")])
+        total, count = np.zeros(gated.graph.num_units), 0
+        for x, y, sample_weight in data_lib.fixed_batches(data, self.samples, batch):
+            attributions = 0.0
+            for start in range(0, len(gates), per_pass):
+                chunk = slice(start, start + per_pass)
+                attributions += np.asarray(
+                    step(x, y, sample_weight, gates[chunk], weights[chunk], masks[chunk])
+                )
+            if self.reduction == "abs":
+                attributions = np.abs(attributions)
+            real = sample_weight > 0
+            total += attributions[real].sum(axis=0)
+            count += int(real.sum())
+        return total / max(count, 1)
+
+
+@register_criterion("taylor")
+class Taylor(IntegratedGradients):
+    """First-order Taylor relevance |m_u * dl/dm_u| at m = 1, per-sample mean.
+
+    Molchanov et al., "Pruning Convolutional Neural Networks for Resource
+    Efficient Inference" (ICLR 2017) and "Importance Estimation for Neural
+    Network Pruning" (CVPR 2019). It is exactly `IntegratedGradients` with
+    K = 1 and the left point (SINGE.md): one gradient at m = 1.
+
+    Args:
+        samples: how many examples to score on. Defaults to `256`.
+        loss: see `IntegratedGradients`. Defaults to `None`.
+        batch_size: rows of one forward/backward pass. Defaults to `256`.
+    """
+
+    def __init__(self, samples=256, loss=None, batch_size=256):
+        super().__init__(
+            steps=1, path="group", reduction="abs", samples=samples, loss=loss,
+            batch_size=batch_size, rule="left",
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        return {k: config[k] for k in ("samples", "loss", "batch_size")}
+
+
+def _per_unit(graph, per_node, combine):
+    """Folds per-channel values of traced layers into per-unit values.
+
+    `per_node(node)` returns one value per output channel of the node, or
+    `None`; each layer counts once however often it is called. Units that
+    no layer gives a value to are `nan`.
+    """
+    sums, counts, seen = np.zeros(graph.num_units), np.zeros(graph.num_units), set()
+    for node in graph.nodes:
+        if id(node.layer) in seen:
+            continue
+        seen.add(id(node.layer))
+        values = per_node(node)
+        if values is None:
+            continue
+        units = graph.unit_indices(node.outputs[0])
+        prunable = units >= 0
+        np.add.at(sums, units[prunable], values[prunable])
+        np.add.at(counts, units[prunable], 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return combine(sums, counts)
+
+
+def _kernel_slices(node, transform):
+    weights = node.handler.output_weights(node.layer)
+    if weights is None:
+        return None
+    return transform(weights.reshape(-1, weights.shape[-1])).sum(axis=0)
+
+
+@register_criterion("l1")
+class L1Norm(Criterion):
+    """L1 norm of the unit's output slices in all its producers (Li et al. 2017).
+
+    "Pruning Filters for Efficient ConvNets", ICLR 2017. A unit made by
+    several producers (the two sides of a residual `Add`) takes the norm of
+    all its slices together.
+    """
+
+    def score(self, gated, data=None):
+        return _per_unit(
+            gated.graph, lambda n: _kernel_slices(n, np.abs), lambda s, c: s
+        )
+
+
+@register_criterion("l2")
+class L2Norm(Criterion):
+    """L2 norm of the unit's output slices in all its producers (Li et al. 2017)."""
+
+    def score(self, gated, data=None):
+        return _per_unit(
+            gated.graph, lambda n: _kernel_slices(n, np.square), lambda s, c: np.sqrt(s)
+        )
+
+
+@register_criterion("bn_scale")
+class BatchNormScale(Criterion):
+    """|gamma| of the unit's BatchNormalization, averaged over several (Liu et al.).
+
+    "Learning Efficient Convolutional Networks through Network Slimming",
+    ICCV 2017.
+
+    Raises:
+        ValueError: from `score`, if some group has no BatchNormalization
+            with a scale.
+    """
+
+    def score(self, gated, data=None):
+        graph = gated.graph
+
+        def gamma(node):
+            scale = node.handler.channel_scale(node.layer)
+            return None if scale is None else np.abs(scale)
+
+        relevance = _per_unit(graph, gamma, lambda s, c: s / c)
+        missing = [
+            g.name
+            for g in graph.groups
+            if np.isnan(relevance[graph.group_offset(g.name):][: g.size]).any()
+        ]
+        if missing:
+            raise ValueError(
+                "The `bn_scale` criterion needs a BatchNormalization (with "
+                f"`scale=True`) on every prunable group; these have none: {missing}. "
+                "Use another criterion, or pass them in `ignored_layers`."
+            )
+        return relevance
+
+
+@register_criterion("random")
+class Random(Criterion):
+    """Uniformly random relevance: the floor every criterion must beat.
+
+    Args:
+        seed: seed of the NumPy generator. Defaults to `0`.
+    """
+
+    def __init__(self, seed=0):
+        self.seed = seed
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+    def score(self, gated, data=None):
+        return np.random.default_rng(self.seed).random(gated.graph.num_units)
+
+
+def get(identifier):
+    """Returns a `Criterion` from a name, a config dict, a class or an instance.
+
+    Args:
+        identifier: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"bn_scale"`,
+            `"random"` (or a name registered with `register_criterion`), a
+            dict `{"class_name": name, "config": {...}}`, a `Criterion`
+            subclass, or a `Criterion` instance.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for anything else.
+    """
+    if isinstance(identifier, Criterion):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Criterion):
+        return identifier()
+    if isinstance(identifier, dict):
+        return _lookup(identifier.get("class_name")).from_config(
+            identifier.get("config", {})
+        )
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    raise TypeError(
+        "`criterion` must be a name, a config dict, a Criterion class or "
+        f"instance. Received: criterion={identifier!r}"
+    )
+
+
+def _lookup(name):
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Unknown criterion {name!r}. Valid names: {sorted(_REGISTRY)}."
+        )
+    return _REGISTRY[name]
+
+
+def serialize(criterion):
+    """The config dict of a criterion, for `get` to rebuild it."""
+    return {"class_name": criterion.name, "config": criterion.get_config()}
+
+
+def resolve_loss(loss, model):
+    """A per-sample loss function from `loss`, or from the model's compiled loss.
+
+    Raises:
+        ValueError: if neither gives a loss.
+    """
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ValueError(
+                "Gradient criteria need a loss: compile the model with one "
+                "(`model.compile(loss=...)`) or pass `loss=` to the criterion, "
+                "e.g. `IntegratedGradients(loss='sparse_categorical_crossentropy')`."
+            )
+    loss = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
+    if isinstance(loss, keras.losses.Loss):
+        config = loss.get_config()
+        config["reduction"] = None
+        loss = type(loss).from_config(config)
+    if not callable(loss):
+        raise TypeError(f"`loss` must be a Keras loss or a callable. Received: loss={loss!r}")
+    return loss
+
+
+def _check_choice(argument, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"`{argument}` must be one of {list(choices)}. Received: {argument}={value!r}"
+        )

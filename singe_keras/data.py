@@ -1,0 +1,100 @@
+"""Scoring data: what users pass, as fixed-size NumPy batches.
+
+Users pass a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`, a tuple
+of arrays, or a `keras.utils.PyDataset`. Scoring streams it in batches of one
+fixed size (the last one padded with zero-weight rows) so that a compiled
+scoring step is traced once, and stops after `samples` examples.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _source_batches(data):
+    """The user's batches, each a tuple `(x, y)` or `(x, y, sample_weight)`."""
+    if isinstance(data, tf.data.Dataset):
+        yield from data.as_numpy_iterator()
+    elif isinstance(data, keras.utils.PyDataset):
+        for index in range(len(data)):
+            yield data[index]
+    else:
+        yield tuple(data)
+
+
+def _check_structure(batch, argument):
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(
+            f"`{argument}` must yield `(x, y)` or `(x, y, sample_weight)` "
+            f"tuples. Received an element of type {type(batch).__name__}"
+            + (f" with {len(batch)} items" if isinstance(batch, (tuple, list)) else "")
+            + "."
+        )
+
+
+def check_data(data, model, argument="data"):
+    """Raises a clear error if `data` cannot feed `model` (before any work).
+
+    Args:
+        data: a `tf.data.Dataset`, a tuple of arrays `(x, y[, sample_weight])`
+            or a `keras.utils.PyDataset`.
+        model: the model the data feeds (single input).
+        argument: the argument name used in error messages.
+    """
+    if not isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, tuple, list)):
+        raise TypeError(
+            f"`{argument}` must be a tf.data.Dataset, a keras.utils.PyDataset or "
+            f"a tuple `(x, y)` of arrays. Received: {argument} of type "
+            f"{type(data).__name__}"
+        )
+    first = next(iter(_source_batches(data)), None)
+    if first is None:
+        raise ValueError(f"`{argument}` is empty.")
+    _check_structure(first, argument)
+    x = np.asarray(first[0])
+    expected = tuple(model.input_shape[1:])
+    if x.ndim != len(expected) + 1 or any(
+        e is not None and e != s for e, s in zip(expected, x.shape[1:])
+    ):
+        raise ValueError(
+            f"`{argument}` must hold batches of inputs of shape (batch,) + "
+            f"{expected}. Received inputs of shape {x.shape}. If it is a "
+            "tf.data.Dataset of single examples, call `.batch(...)` on it."
+        )
+    if len(x) == 0:
+        raise ValueError(f"`{argument}` is empty.")
+
+
+def fixed_batches(data, samples, batch_size):
+    """Yields `(x, y, sample_weight)` NumPy batches of exactly `batch_size` rows.
+
+    The stream stops after `samples` examples (or when `data` ends); the last
+    batch is padded with copies of its first row whose sample weight is 0.
+    """
+    buffer, count = [], 0
+    for batch in _source_batches(data):
+        _check_structure(batch, "data")
+        x, y = np.asarray(batch[0]), np.asarray(batch[1])
+        weight = (
+            np.asarray(batch[2], "float32")
+            if len(batch) == 3
+            else np.ones(len(x), "float32")
+        )
+        take = min(len(x), samples - count)
+        buffer.append((x[:take], y[:take], weight[:take]))
+        count += take
+        while sum(len(b[0]) for b in buffer) >= batch_size:
+            rows = [np.concatenate(parts) for parts in zip(*buffer)]
+            yield tuple(r[:batch_size] for r in rows)
+            buffer = [tuple(r[batch_size:] for r in rows)]
+        if count >= samples:
+            break
+    rows = [np.concatenate(parts) for parts in zip(*buffer)] if buffer else []
+    if rows and len(rows[0]):
+        pad = batch_size - len(rows[0])
+        x, y, weight = rows
+        yield (
+            np.concatenate([x, np.repeat(x[:1], pad, axis=0)]),
+            np.concatenate([y, np.repeat(y[:1], pad, axis=0)]),
+            np.concatenate([weight, np.zeros(pad, "float32")]),
+        )

@@ -1,0 +1,103 @@
+"""Scoring: the relevance of every unit of a model, keyed by coupling group."""
+
+import dataclasses
+
+import numpy as np
+
+from singe_keras import criteria as criteria_lib
+from singe_keras import data as data_lib
+from singe_keras import graph as graph_lib
+from singe_keras.gating import GatedModel
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """Per-unit relevance of a traced model (higher = more relevant).
+
+    Attributes:
+        groups: the scored `CouplingGroup`s (their `layers` say which layers
+            each unit lives in).
+        values: `{group name: (group.size,) NumPy array}`.
+        criterion: the config of the criterion that scored them.
+    """
+
+    groups: tuple
+    values: dict
+    criterion: dict
+
+    def __getitem__(self, group_name):
+        return self.values[group_name]
+
+    def flat(self):
+        """All relevances in one vector, group after group (as the gates)."""
+        return np.concatenate([self.values[g.name] for g in self.groups])
+
+    def to_dict(self):
+        return {
+            "criterion": self.criterion,
+            "groups": {
+                g.name: {"layers": list(g.layers), "relevance": self.values[g.name].tolist()}
+                for g in self.groups
+            },
+        }
+
+
+def score(model, data=None, criterion="singe", ignored_layers=None):
+    """Scores every prunable unit (conv filter, dense neuron) of a model.
+
+    Use it on its own ("which filters matter?") or let `singe_keras.prune`
+    call it. Gradient criteria (`"singe"`, `"taylor"`) run the model in
+    inference mode on up to `criterion.samples` examples, streaming `data`.
+
+    Args:
+        model: a functional or Sequential `keras.Model`, its `CouplingGraph`
+            (`singe_keras.trace`) or a `GatedModel` (reused between calls, a
+            `GatedModel` is traced and compiled only once).
+        data: `(x, y)` or `(x, y, sample_weight)` arrays, a batched
+            `tf.data.Dataset` of such tuples, or a `keras.utils.PyDataset`.
+            Needed by gradient criteria only. Defaults to `None`.
+        criterion: a criterion name, config dict, class or instance (see
+            `singe_keras.criteria.get`). Defaults to `"singe"`.
+        ignored_layers: layers whose units are not scored (only when `model`
+            is a `keras.Model`). Defaults to `None`.
+
+    Returns:
+        A `Scores`: `scores[group_name]` is a NumPy array of relevances.
+
+    Raises:
+        ValueError: if the criterion needs data and none (or unusable data)
+            is given, or if the model has no loss and none is given.
+        TypeError: for a wrong type of `model`, `data` or `criterion`.
+
+    Example:
+
+    ```python
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    scores = singe_keras.score(model, (x_train[:256], y_train[:256]))
+    for group in scores.groups:
+        print(group.name, scores[group.name].argsort()[:4])  # least relevant
+    ```
+    """
+    criterion = criteria_lib.get(criterion)
+    if isinstance(model, GatedModel):
+        gated = model
+    else:
+        graph = model if isinstance(model, graph_lib.CouplingGraph) else graph_lib.trace(
+            model, ignored_layers
+        )
+        gated = GatedModel(graph)
+    if criterion.needs_data:
+        if data is None:
+            raise ValueError(
+                f"The {criterion.name!r} criterion needs scoring data `(x, y)`. "
+                "Pass `data=`, or use a criterion that needs none "
+                "('l1', 'l2', 'bn_scale', 'random')."
+            )
+        data_lib.check_data(data, gated.graph.model)
+        criteria_lib.resolve_loss(criterion.loss, gated.graph.model)
+    relevance = np.asarray(criterion.score(gated, data), dtype="float64")
+    values, offset = {}, 0
+    for group in gated.graph.groups:
+        values[group.name] = relevance[offset : offset + group.size]
+        offset += group.size
+    return Scores(tuple(gated.graph.groups), values, criteria_lib.serialize(criterion))
