@@ -1,0 +1,300 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import singe_keras
+import zoo
+from singe_keras import criteria, gate_gradients
+
+CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _compiled(name, seed=0):
+    model = zoo.build(name, seed)
+    model.compile(loss=CE)
+    return model
+
+
+def _data(model, n=16, seed=3):
+    rng = np.random.default_rng(seed)
+    return zoo.sample_inputs(model, batch=n, seed=seed), rng.integers(0, 3, n)
+
+
+def _mean_loss(gated, x, y, gates):
+    return float(np.mean(CE.call(y, gated(x, gates=gates))))
+
+
+def _group_off(graph, name):
+    gates = np.ones(graph.num_units, "float32")
+    offset = graph.group_offset(name)
+    gates[offset : offset + graph.group(name).size] = 0.0
+    return gates
+
+
+@pytest.mark.parametrize("name", ["chain", "residual", "squeeze_excitation"])
+def test_group_path_is_complete(name):
+    model = _compiled(name)
+    x, y = _data(model)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
+    errors = {}
+    for steps in (2, 64):
+        scores = singe_keras.score(
+            gated, (x, y), criteria.IntegratedGradients(steps=steps, reduction="signed")
+        )
+        errors[steps] = []
+        for group in graph.groups:
+            expected = full - _mean_loss(gated, x, y, _group_off(graph, group.name))
+            errors[steps].append(abs(scores[group.name].sum() - expected) / abs(expected))
+    assert max(errors[64]) < 0.01
+    assert sum(errors[64]) < sum(errors[2])
+
+
+def test_unit_path_is_complete():
+    model = _compiled("chain")
+    x, y = _data(model)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    scores = singe_keras.score(
+        gated, (x, y), criteria.IntegratedGradients(steps=32, path="unit", reduction="signed")
+    ).flat()
+    full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
+    expected = []
+    for unit in range(graph.num_units):
+        gates = np.ones(graph.num_units, "float32")
+        gates[unit] = 0.0
+        expected.append(full - _mean_loss(gated, x, y, gates))
+    expected = np.array(expected)
+    np.testing.assert_allclose(scores, expected, atol=0.01 * np.abs(expected).max())
+
+
+def _with_dead_unit(unit=2):
+    """Unit `unit` of group a_conv outputs exactly zero."""
+    model = _compiled("chain")
+    conv, bn = model.get_layer("a_conv"), model.get_layer("a_bn")
+    for variable in (conv.kernel, conv.bias, bn.gamma, bn.beta):
+        value = keras.ops.convert_to_numpy(variable)
+        value[..., unit] = 0.0
+        variable.assign(value)
+    return model
+
+
+@pytest.mark.parametrize("criterion", ["singe", "taylor"])
+def test_dead_unit_has_zero_relevance_and_ranks_last(criterion):
+    model = _with_dead_unit(unit=2)
+    relevance = singe_keras.score(model, _data(model), criterion)["a_conv"]
+    assert relevance[2] == 0.0
+    assert np.argmin(relevance) == 2 and np.all(np.delete(relevance, 2) > 0)
+
+
+def test_taylor_is_the_one_step_left_point_integral():
+    model = _compiled("residual")
+    data = _data(model)
+    taylor = singe_keras.score(model, data, "taylor").flat()
+    one_step = singe_keras.score(
+        model, data, criteria.IntegratedGradients(steps=1, rule="left")
+    ).flat()
+    np.testing.assert_array_equal(taylor, one_step)
+
+
+def test_taylor_matches_finite_differences():
+    model = _compiled("chain")
+    x, y = _data(model, n=4)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    taylor = singe_keras.score(gated, (x, y), "taylor").flat()
+    epsilon = 1e-2
+    expected = np.zeros(graph.num_units)
+    for unit in range(graph.num_units):
+        up, down = np.ones((2, graph.num_units), "float32")
+        up[unit], down[unit] = 1 + epsilon, 1 - epsilon
+        per_sample = (CE.call(y, gated(x, gates=up)) - CE.call(y, gated(x, gates=down)))
+        expected[unit] = np.mean(np.abs(per_sample / (2 * epsilon)))
+    np.testing.assert_allclose(taylor, expected, rtol=0.02, atol=1e-4)
+
+
+def test_magnitude_criteria_match_numpy():
+    model = zoo.build("residual")
+    scores = {name: singe_keras.score(model, criterion=name) for name in ("l1", "l2", "bn_scale")}
+    stem, b1b = (keras.ops.convert_to_numpy(model.get_layer(n).kernel) for n in ("stem_conv", "b1b_conv"))
+    both = np.concatenate([stem.reshape(-1, 6), b1b.reshape(-1, 6)])
+    np.testing.assert_allclose(scores["l1"]["stem_conv"], np.abs(both).sum(0), rtol=1e-6)
+    np.testing.assert_allclose(scores["l2"]["stem_conv"], np.sqrt((both**2).sum(0)), rtol=1e-6)
+    gammas = [keras.ops.convert_to_numpy(model.get_layer(n).gamma) for n in ("stem_bn", "b1b_bn")]
+    np.testing.assert_allclose(
+        scores["bn_scale"]["stem_conv"], np.abs(gammas).mean(0), rtol=1e-6
+    )
+    separable = zoo.build("depthwise_separable")
+    pointwise = keras.ops.convert_to_numpy(separable.get_layer("sep").pointwise_kernel)
+    np.testing.assert_allclose(
+        singe_keras.score(separable, criterion="l1")["sep"],
+        np.abs(pointwise).reshape(-1, 7).sum(0),
+        rtol=1e-6,
+    )
+
+
+def test_bn_scale_needs_a_batch_normalization():
+    with pytest.raises(ValueError, match="bn_scale.*sequential|c1"):
+        singe_keras.score(zoo.build("sequential"), criterion="bn_scale")
+
+
+def test_random_is_reproducible_under_a_seed():
+    model = zoo.build("chain")
+    a = singe_keras.score(model, criterion={"class_name": "random", "config": {"seed": 7}})
+    b = singe_keras.score(model, criterion=criteria.Random(seed=7))
+    c = singe_keras.score(model, criterion=criteria.Random(seed=8))
+    np.testing.assert_array_equal(a.flat(), b.flat())
+    assert not np.array_equal(a.flat(), c.flat())
+
+
+def test_scoring_traces_once():
+    model = _compiled("residual")
+    x, y = _data(model, n=13)
+    gated = singe_keras.GatedModel(singe_keras.trace(model))
+    criterion = criteria.IntegratedGradients(steps=8, batch_size=8, samples=13)
+    first = singe_keras.score(gated, (x, y), criterion).flat()
+    second = singe_keras.score(gated, (x, y), criterion).flat()
+    step = gate_gradients.attribution_step(gated, criteria.resolve_loss(None, model))
+    # 13 samples in batches of 8 (the last one padded), 4 groups x 8 path
+    # positions, twice: one trace.
+    assert step.experimental_get_tracing_count() == 1
+    np.testing.assert_array_equal(first, second)
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, size):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, index):
+        part = slice(index * self.size, (index + 1) * self.size)
+        return self.x[part], self.y[part]
+
+
+def test_every_data_format_gives_the_same_scores():
+    model = _compiled("chain")
+    x, y = _data(model, n=24)
+    criterion = criteria.IntegratedGradients(steps=2, samples=20, batch_size=8)
+    reference = singe_keras.score(model, (x[:20], y[:20]), criterion).flat()
+    formats = [
+        (x, y),
+        (x, y, np.ones(len(x), "float32")),
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(5),
+        _Batches(x, y, 7),
+    ]
+    for data in formats:
+        np.testing.assert_allclose(
+            singe_keras.score(model, data, criterion).flat(), reference, rtol=1e-5
+        )
+
+
+def test_zero_sample_weight_removes_a_sample():
+    model = _compiled("chain")
+    x, y = _data(model, n=8)
+    weights = np.ones(8, "float32")
+    weights[3:] = 0.0
+    criterion = criteria.IntegratedGradients(steps=2, reduction="signed", samples=8)
+    weighted = singe_keras.score(model, (x, y, weights), criterion).flat()
+    subset = singe_keras.score(model, (x[:3], y[:3]), criterion).flat()
+    # Weights scale each sample's loss; weight-0 samples leave the mean.
+    np.testing.assert_allclose(weighted, subset, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "identifier, cls",
+    [
+        ("singe", criteria.IntegratedGradients),
+        ("taylor", criteria.Taylor),
+        ("l1", criteria.L1Norm),
+        ("l2", criteria.L2Norm),
+        ("bn_scale", criteria.BatchNormScale),
+        ("random", criteria.Random),
+        (criteria.L1Norm, criteria.L1Norm),
+    ],
+)
+def test_get_finds_criteria_by_name_and_class(identifier, cls):
+    criterion = criteria.get(identifier)
+    assert type(criterion) is cls
+    again = criteria.get(criteria.serialize(criterion))
+    assert type(again) is cls and again.get_config() == criterion.get_config()
+
+
+def test_config_round_trip_keeps_options():
+    criterion = criteria.IntegratedGradients(steps=3, path="unit", reduction="signed", loss=CE)
+    again = criteria.get(criteria.serialize(criterion))
+    assert again.get_config() == criterion.get_config()
+    assert again.steps == 3 and again.path == "unit"
+
+
+def test_unknown_criterion_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown criterion 'nope'.*'singe'"):
+        criteria.get("nope")
+
+
+def test_bad_criterion_type_is_rejected():
+    with pytest.raises(TypeError, match="criterion"):
+        criteria.get(3)
+
+
+def test_custom_criterion_can_be_registered():
+    @criteria.register_criterion("first_is_best")
+    class FirstIsBest(criteria.Criterion):
+        def score(self, gated, data=None):
+            return -np.arange(gated.graph.num_units, dtype=float)
+
+    scores = singe_keras.score(zoo.build("chain"), criterion="first_is_best")
+    assert scores["a_conv"][0] == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 0}, "steps"),
+        ({"samples": -1}, "samples"),
+        ({"path": "layer"}, "path"),
+        ({"reduction": "max"}, "reduction"),
+        ({"rule": "right"}, "rule"),
+    ],
+)
+def test_bad_options_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=f"`{message}`"):
+        criteria.IntegratedGradients(**kwargs)
+
+
+def test_gradient_criteria_need_data():
+    with pytest.raises(ValueError, match="needs scoring data"):
+        singe_keras.score(_compiled("chain"), criterion="singe")
+
+
+def test_gradient_criteria_need_a_loss():
+    model = zoo.build("chain")  # not compiled
+    with pytest.raises(ValueError, match="need a loss"):
+        singe_keras.score(model, _data(model))
+
+
+def test_reduced_loss_is_rejected():
+    model = zoo.build("chain")
+    criterion = criteria.IntegratedGradients(loss=lambda y, p: tf.reduce_mean(p))
+    with pytest.raises(ValueError, match="one value per sample"):
+        singe_keras.score(model, _data(model), criterion)
+
+
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        ((np.zeros((2, 8, 8, 3)),), ValueError, r"\(x, y\)"),
+        ([1, 2, 3], ValueError, r"shape \(batch,\) \+ \(8, 8, 3\)"),
+        ("data", TypeError, "must be a tf.data.Dataset"),
+        (tf.data.Dataset.from_tensor_slices((np.zeros((4, 8, 8, 3)), np.zeros(4))), ValueError, "batch"),
+        ((np.zeros((0, 8, 8, 3)), np.zeros(0)), ValueError, "empty"),
+        ((np.zeros((2, 9, 9, 3)), np.zeros(2)), ValueError, r"\(batch,\) \+ \(8, 8, 3\)"),
+    ],
+)
+def test_bad_data_is_rejected_before_work(data, error, message):
+    with pytest.raises(error, match=message):
+        singe_keras.score(_compiled("chain"), data)
