@@ -117,6 +117,27 @@ class TracedNode:
     _keras_node: object
     _input_keys: list
 
+    def resized(self, in_keep, out_keep):
+        """The call's shapes and the layer's weights with only the kept channels.
+
+        Args:
+            in_keep: per input tensor, the indices of its kept channels.
+            out_keep: per output tensor, likewise.
+
+        Returns:
+            `(call, weights)`: a `LayerCall` with the kept channel counts, and
+            `{name: array}` of sliced weights, or `None` if no channel of this
+            call is removed (the weights are then unchanged).
+        """
+        call = handlers_lib.LayerCall(
+            [s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
+            [s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)],
+        )
+        if call == self.call:
+            return call, None
+        weights = {w.name: keras.ops.convert_to_numpy(w) for w in self.layer.weights}
+        return call, self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
+
     def __call__(self, values, layer=None):
         """Calls `layer` (default: the traced one) on `values[tensor id]`."""
         local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
@@ -209,6 +230,7 @@ class CouplingGraph:
         for t in self.scope.outputs:
             self._tracer.fix(self._labels[t], "model output")
         self._fix_ignored(ignored_layers)
+        self._unit_indices = {}
         self._number_units()
         self.inexact_layers = [
             n.path
@@ -416,14 +438,29 @@ class CouplingGraph:
 
     def unit_indices(self, tensor):
         """Per channel of a traced tensor, its flat unit index, or -1 if fixed."""
-        return np.array(
-            [
-                -1 if self._tracer.is_fixed(label)
-                else self._unit_of_root[self._tracer.find(label)]
-                for label in self._labels[tensor]
-            ],
-            dtype=int,
-        )
+        if tensor not in self._unit_indices:
+            self._unit_indices[tensor] = np.array(
+                [
+                    -1 if self._tracer.is_fixed(label)
+                    else self._unit_of_root[self._tracer.find(label)]
+                    for label in self._labels[tensor]
+                ],
+                dtype=int,
+            )
+        return self._unit_indices[tensor]
+
+    def kept_channels(self, tensor, kept_units):
+        """Indices of the channels of a traced tensor that `kept_units` keeps.
+
+        Args:
+            tensor: a traced tensor id (`node.inputs`, `node.outputs`).
+            kept_units: a boolean `(num_units,)` mask; fixed channels are
+                always kept.
+        """
+        units = self.unit_indices(tensor)
+        kept = units < 0
+        kept[~kept] = kept_units[units[~kept]]
+        return np.flatnonzero(kept)
 
     def consumers(self, tensor):
         """The traced nodes that read a tensor."""

@@ -10,7 +10,6 @@ float32 round-off (except through layers in `graph.inexact_layers`).
 import copy
 
 import keras
-import numpy as np
 
 from singe_keras.graph import Scope
 
@@ -48,10 +47,7 @@ class _Surgeon:
         self.layers = {}  # id(original layer) -> rebuilt layer
 
     def keep(self, tensor):
-        """Indices of the kept channels of a traced tensor."""
-        units = self.graph.unit_indices(tensor)
-        kept = np.where(units < 0, True, self.kept_units[np.maximum(units, 0)])
-        return np.flatnonzero(kept)
+        return self.graph.kept_channels(tensor, self.kept_units)
 
     def model(self, scope):
         if id(scope.model) in self.models:
@@ -90,19 +86,10 @@ class _Surgeon:
         )
         new = type(layer).from_config(config)
         outputs = node(values, layer=new)  # builds the new layer
-        unchanged = all(
-            len(keep) == shape[-1]
-            for keep, shape in zip(
-                in_keep + out_keep, node.call.input_shapes + node.call.output_shapes
-            )
-        )
-        if unchanged:
+        _, sliced = node.resized(in_keep, out_keep)
+        if sliced is None:
             new.set_weights(layer.get_weights())
         else:
-            weights = {w.name: keras.ops.convert_to_numpy(w) for w in layer.weights}
-            sliced = node.handler.slice_weights(
-                layer, node.call, weights, in_keep, out_keep
-            )
             new.set_weights([sliced[w.name] for w in new.weights])
         self.layers[id(layer)] = new
         return outputs

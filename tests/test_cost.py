@@ -96,3 +96,14 @@ def test_mobilenet_v2_matches_published_costs():
     assert cost.params == 3_538_984
     # Sandler et al. 2018, Table 8: 300M multiply-adds.
     assert 295e6 <= cost.macs <= 305e6
+
+
+@pytest.mark.parametrize("name", list(zoo.ZOO))
+def test_plan_costs_equal_the_rebuilt_model_costs(name):
+    graph = singe_keras.trace(zoo.build(name))
+    plan = zoo.random_plan(graph)
+    predicted = singe_keras.count_costs(graph, plan)
+    actual = singe_keras.count_costs(singe_keras.rebuild(graph, plan))
+    assert [(c.path, c.macs, c.params) for c in predicted.layers] == [
+        (c.path, c.macs, c.params) for c in actual.layers
+    ]
