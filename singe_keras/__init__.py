@@ -17,6 +17,8 @@ from singe_keras.handlers import (
     register_handler,
 )
 from singe_keras.plan import Plan
+from singe_keras.pruning import prune
+from singe_keras.report import PruningReport
 from singe_keras.scoring import Scores, score
 from singe_keras.surgery import rebuild
 
@@ -31,11 +33,13 @@ __all__ = [
     "LayerHandler",
     "ModelCost",
     "Plan",
+    "PruningReport",
     "Scores",
     "UnsupportedLayerError",
     "count_costs",
     "count_flops",
     "criteria",
+    "prune",
     "rebuild",
     "register_handler",
     "score",

@@ -6,10 +6,10 @@ can be saved as JSON, compared, replayed on the same model, and tested.
 
 import dataclasses
 import json
-import os
-import tempfile
 
 import numpy as np
+
+from singe_keras.files import write_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,15 +108,7 @@ class Plan:
 
     def save(self, path):
         """Writes the plan as JSON, atomically (a temp file, then a rename)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
 
     @classmethod
     def load(cls, path):

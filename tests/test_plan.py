@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -36,10 +37,10 @@ def test_plan_round_trips_through_json(graph, tmp_path):
 
 
 def test_failed_save_leaves_no_file(graph, tmp_path, monkeypatch):
-    def broken_dump(*args, **kwargs):
+    def broken_replace(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         singe_keras.Plan.full(graph).save(tmp_path / "plan.json")
     assert list(tmp_path.iterdir()) == []

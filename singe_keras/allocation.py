@@ -1,0 +1,129 @@
+"""Allocation: from relevance scores and a cost target to a `Plan`.
+
+Units are ranked globally, across groups, by a normalised relevance
+(SINGE.md, "Allocation"), and the lowest-ranked are removed until the model
+fits the target. Removing more units never costs more, so the number of
+units to remove is found by bisection: the result meets the target and
+keeping one more unit of the ranking would not (the target is reached to
+within one unit's cost, never overshot upward).
+"""
+
+import numpy as np
+
+from singe_keras import cost as cost_lib
+from singe_keras.plan import Plan
+
+NORMALIZATIONS = ("none", "l2", "flops")
+
+
+def normalize(graph, relevance, normalization):
+    """Makes relevances comparable across groups.
+
+    Args:
+        graph: the `CouplingGraph`.
+        relevance: the `(num_units,)` relevance of every unit.
+        normalization: `"none"`; `"l2"`, each group's relevances divided by
+            their L2 norm; or `"flops"`, each unit's relevance divided by the
+            FLOPs its removal saves.
+
+    Returns:
+        The normalised `(num_units,)` relevance.
+    """
+    relevance = np.asarray(relevance, dtype="float64").copy()
+    if normalization == "none":
+        return relevance
+    full = Plan.full(graph)
+    base = cost_lib.count_flops(graph) if normalization == "flops" else None
+    for group in graph.groups:
+        units = slice(graph.group_offset(group.name), graph.group_offset(group.name) + group.size)
+        if normalization == "l2":
+            norm = np.linalg.norm(relevance[units])
+            relevance[units] /= norm if norm > 0 else 1.0
+        elif group.size > 1:  # "flops": what removing one unit of the group saves
+            one_less = full.with_kept(group.name, range(1, group.size))
+            saved = base - cost_lib.count_flops(graph, one_less)
+            relevance[units] /= max(saved, 1)
+    return relevance
+
+
+def allocate(
+    graph,
+    relevance,
+    max_flops=None,
+    max_params=None,
+    normalization="l2",
+    min_units=1,
+    round_to=1,
+):
+    """The plan that removes the least relevant units until the costs fit.
+
+    Args:
+        graph: the `CouplingGraph` of the model.
+        relevance: `(num_units,)` relevance of every unit (a `Scores.flat()`).
+        max_flops: keep at most this many FLOPs. Defaults to `None`.
+        max_params: keep at most this many parameters. Defaults to `None`.
+        normalization: see `normalize`. Defaults to `"l2"`.
+        min_units: every group keeps at least this many units (or all of
+            them if it has fewer). Defaults to `1`.
+        round_to: every group keeps a multiple of this many units (or all
+            of them), for hardware-friendly channel counts. Defaults to `1`.
+
+    Returns:
+        A `Plan`.
+
+    Raises:
+        ValueError: if the targets cannot be met within `min_units` and
+            `round_to`; the message gives the smallest reachable costs.
+    """
+    order = _removal_order(graph, normalize(graph, relevance, normalization), min_units)
+    relevance = np.asarray(relevance, dtype="float64")
+
+    def plan_removing(count):
+        kept = np.ones(graph.num_units, bool)
+        kept[order[:count]] = False
+        keep = {}
+        for group in graph.groups:
+            start = graph.group_offset(group.name)
+            mask = kept[start : start + group.size]
+            wanted = min(group.size, -(-int(mask.sum()) // round_to) * round_to)
+            # Kept units first, then (rounding up) the most relevant removed ones.
+            ranked = np.lexsort((-relevance[start : start + group.size], ~mask))
+            keep[group.name] = np.sort(ranked[:wanted])
+        return Plan(keep, {g.name: g.size for g in graph.groups})
+
+    def fits(plan):
+        cost = cost_lib.count_costs(graph, plan)
+        return (max_flops is None or cost.flops <= max_flops) and (
+            max_params is None or cost.params <= max_params
+        )
+
+    most = plan_removing(len(order))
+    if not fits(most):
+        smallest = cost_lib.count_costs(graph, most)
+        raise ValueError(
+            "The target cannot be reached: with min_units="
+            f"{min_units} and round_to={round_to}, the smallest reachable model "
+            f"has {smallest.flops:,} FLOPs and {smallest.params:,} parameters. "
+            f"Received: target_flops={max_flops}, target_params={max_params} "
+            "(absolute). Raise the target, or lower `min_units`/`round_to`, or "
+            "remove layers from `ignored_layers`."
+        )
+    low, high = 0, len(order)  # fits(plan_removing(high)) holds
+    while low < high:
+        middle = (low + high) // 2
+        if fits(plan_removing(middle)):
+            high = middle
+        else:
+            low = middle + 1
+    return plan_removing(high)
+
+
+def _removal_order(graph, normalized, min_units):
+    """Removable units, least relevant first; each group's best are protected."""
+    removable = np.ones(graph.num_units, bool)
+    for group in graph.groups:
+        start = graph.group_offset(group.name)
+        best = np.argsort(-normalized[start : start + group.size], kind="stable")
+        removable[start + best[: min(min_units, group.size)]] = False
+    candidates = np.flatnonzero(removable)
+    return candidates[np.argsort(normalized[candidates], kind="stable")]

@@ -1,0 +1,427 @@
+"""`prune`: entwined pruning and fine-tuning to a FLOPs or parameter target.
+
+SINGE.md, "Entwined pruning and fine-tuning": the FLOPs to remove are split
+over `rounds`; each round scores the remaining units, removes the lowest
+ranked until the round's share is gone, rebuilds the smaller model and
+fine-tunes it for a few optimizer steps. `rounds=1` is one-shot
+prune-then-fine-tune.
+
+Between rounds the model is rebuilt, not gated: the next round scores and
+fine-tunes a physically smaller model (cheaper), and the returned model is
+the last rebuild.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from singe_keras import allocation
+from singe_keras import cost as cost_lib
+from singe_keras import criteria as criteria_lib
+from singe_keras import data as data_lib
+from singe_keras import graph as graph_lib
+from singe_keras import scoring
+from singe_keras.files import write_atomically
+from singe_keras.plan import Plan
+from singe_keras.report import PruningReport
+from singe_keras.surgery import rebuild
+
+logger = logging.getLogger(__name__)
+
+
+def prune(
+    model,
+    dataset=None,
+    target_flops=None,
+    target_params=None,
+    *,
+    criterion="singe",
+    rounds=4,
+    finetune_steps=100,
+    final_epochs=0,
+    batch_size=32,
+    validation_data=None,
+    normalization="l2",
+    min_units=1,
+    round_to=1,
+    ignored_layers=None,
+    optimizer=None,
+    loss=None,
+    metrics=None,
+    seed=None,
+    verbose=1,
+    return_report=False,
+    checkpoint_dir=None,
+):
+    """Prunes a model to a FLOPs and/or parameter target with SInGE.
+
+    Units (conv filters, dense neurons) are scored by `criterion`, removed
+    lowest-ranked first across the whole model, and the model is fine-tuned
+    between removals (Yvinec et al., "SInGE: Sparsity via Integrated
+    Gradients Estimation of Neuron Relevance", NeurIPS 2022). The returned
+    model is a new, physically smaller functional model with the same inputs,
+    outputs and layer names. The input model is never modified.
+
+    Args:
+        model: a functional or Sequential `keras.Model`. Its compiled loss,
+            optimizer and metrics are used unless `loss`/`optimizer`/
+            `metrics` are given.
+        dataset: training data: `(x, y)` or `(x, y, sample_weight)` arrays,
+            a batched `tf.data.Dataset` of such tuples, or a
+            `keras.utils.PyDataset`. Its first examples score the units; it
+            feeds fine-tuning. May be `None` only if the criterion needs no
+            data and there is no fine-tuning. Defaults to `None`.
+        target_flops: keep at most this fraction in (0, 1] of the model's
+            FLOPs, or this absolute number (> 1) of FLOPs.
+        target_params: likewise for parameters. At least one target is
+            needed.
+        criterion: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"bn_scale"`,
+            `"random"`, a config dict or a `Criterion`. Defaults to `"singe"`.
+        rounds: number of prune/fine-tune rounds. Defaults to `4`.
+        finetune_steps: optimizer steps after each round. Defaults to `100`.
+        final_epochs: epochs of fine-tuning after the last round.
+            Defaults to `0`.
+        batch_size: batch size of fine-tuning on arrays. Defaults to `32`.
+        validation_data: evaluated after each round and final epoch if given.
+            Defaults to `None`.
+        normalization: how relevances are compared across groups: `"none"`,
+            `"l2"` (per group) or `"flops"` (per FLOP saved). Defaults to
+            `"l2"`.
+        min_units: units every group keeps at least. Defaults to `1`.
+        round_to: every group keeps a multiple of this many units.
+            Defaults to `1`.
+        ignored_layers: names of layers whose outputs are never pruned.
+            Defaults to `None`.
+        optimizer, loss, metrics: override the model's compiled ones.
+            Each round compiles a fresh optimizer from the same config.
+        seed: makes the run reproducible: with the same seed and data, the
+            same weights, bit for bit. Sets Keras's global seeds (like
+            `keras.utils.set_random_seed`) at each round. Defaults to `None`.
+        verbose: 0 (silent) or 1 (one progress line per round). Details go
+            to the `singe_keras.pruning` logger. Defaults to `1`.
+        return_report: also return a `PruningReport`. Defaults to `False`.
+        checkpoint_dir: after every round, the state is written there
+            atomically; calling `prune` again with the same arguments
+            resumes after the last finished round. Defaults to `None`.
+
+    Returns:
+        The pruned `keras.Model`, or `(model, report)` if `return_report`.
+
+    Raises:
+        ValueError: for bad targets (including unreachable ones, with the
+            smallest reachable value), bad options, missing or unusable data,
+            a missing loss or optimizer, or a checkpoint written by another
+            call.
+        TypeError: for arguments of the wrong type.
+
+    Example:
+
+    ```python
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), metrics=["accuracy"])
+    pruned = singe_keras.prune(model, (x_train, y_train), target_flops=0.5,
+                               rounds=4, finetune_steps=200, seed=0)
+    ```
+    """
+    criterion = criteria_lib.get(criterion)
+    _check_options(
+        rounds=rounds, finetune_steps=finetune_steps, final_epochs=final_epochs,
+        batch_size=batch_size, min_units=min_units, round_to=round_to,
+    )
+    if normalization not in allocation.NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {list(allocation.NORMALIZATIONS)}. "
+            f"Received: normalization={normalization!r}"
+        )
+    if verbose not in (0, 1):
+        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+    graph = graph_lib.trace(model, ignored_layers)
+    original = cost_lib.count_costs(graph)
+    max_flops = _absolute("target_flops", target_flops, original.flops)
+    max_params = _absolute("target_params", target_params, original.params)
+    if max_flops is None and max_params is None:
+        raise ValueError(
+            "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
+            "the model's, or an absolute count > 1). Received neither."
+        )
+    training = finetune_steps > 0 or final_epochs > 0
+    if (criterion.needs_data or training) and dataset is None:
+        raise ValueError(
+            f"`dataset` is needed to score with {criterion.name!r} and to "
+            "fine-tune. Pass training data, or use criterion='l1', 'l2', "
+            "'bn_scale' or 'random' with finetune_steps=0 and final_epochs=0."
+        )
+    if dataset is not None:
+        data_lib.check_data(dataset, model, "dataset")
+    if validation_data is not None:
+        data_lib.check_data(validation_data, model, "validation_data")
+    compile_config = _compile_config(model, optimizer, loss, metrics, training,
+                                     criterion.needs_data and criterion.loss is None)
+    # Fails now, with the smallest reachable costs, if the target is impossible.
+    allocation.allocate(graph, np.zeros(graph.num_units), max_flops, max_params,
+                        "none", min_units, round_to)
+
+    settings = {
+        "target_flops": max_flops, "target_params": max_params,
+        "criterion": criteria_lib.serialize(criterion), "rounds": rounds,
+        "finetune_steps": finetune_steps, "final_epochs": final_epochs,
+        "batch_size": batch_size, "normalization": normalization,
+        "min_units": min_units, "round_to": round_to,
+        "ignored_layers": [getattr(x, "name", x) for x in ignored_layers or ()],
+        "seed": seed,
+    }
+    checkpoint = _Checkpoint(checkpoint_dir, _fingerprint(model, settings)) if checkpoint_dir else None
+    state = checkpoint.load() if checkpoint else None
+    if state is None:
+        current = rebuild(graph, Plan.full(graph))  # a copy: `model` stays as it is
+        report = PruningReport.start(graph, original.flops, original.params)
+        first_round = 1
+    else:
+        current, report, first_round = state
+        logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
+    _compile(current, compile_config)
+
+    for round_index in range(first_round, rounds + 1):
+        started = time.perf_counter()
+        if seed is not None:
+            keras.utils.set_random_seed(seed + round_index)
+        fraction = round_index / rounds
+        step_flops = None if max_flops is None else original.flops - (original.flops - max_flops) * fraction
+        step_params = None if max_params is None else original.params - (original.params - max_params) * fraction
+        graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
+        scores = scoring.score(graph, dataset, criterion)
+        scored = time.perf_counter()
+        plan = allocation.allocate(
+            graph, scores.flat(), step_flops, step_params, normalization, min_units, round_to
+        )
+        report.record_plan(graph, plan)
+        current = rebuild(graph, plan)
+        _compile(current, compile_config)
+        logs = {}
+        if finetune_steps:
+            logs = _finetune(current, dataset, round_index, finetune_steps, batch_size, seed)
+        if validation_data is not None:
+            logs.update(_evaluate(current, validation_data, batch_size))
+        cost = cost_lib.count_costs(current)
+        entry = {
+            "round": round_index,
+            "flops": cost.flops,
+            "params": cost.params,
+            "units_removed": graph.num_units - plan.num_kept,
+            "metrics": {k: float(v) for k, v in logs.items()},
+            "scoring_seconds": scored - started,
+            "seconds": time.perf_counter() - started,
+        }
+        report.rounds.append(entry)
+        _progress(verbose, f"Round {round_index}/{rounds}", entry, max_flops, original)
+        if checkpoint:
+            checkpoint.save(current, report, round_index)
+
+    if final_epochs:
+        started = time.perf_counter()
+        if seed is not None:
+            keras.utils.set_random_seed(seed + rounds + 1)
+        history = _fit(current, dataset, final_epochs, batch_size, validation_data)
+        entry = {
+            "round": "final",
+            "flops": report.rounds[-1]["flops"],
+            "params": report.rounds[-1]["params"],
+            "units_removed": 0,
+            "metrics": {k: float(v[-1]) for k, v in history.history.items()},
+            "seconds": time.perf_counter() - started,
+        }
+        report.rounds.append(entry)
+        _progress(verbose, f"Final fine-tuning ({final_epochs} epochs)", entry, max_flops, original)
+    return (current, report) if return_report else current
+
+
+def _check_options(**options):
+    for name, value in options.items():
+        low = 1 if name in ("rounds", "batch_size", "min_units", "round_to") else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(
+                f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
+            )
+
+
+def _absolute(name, target, total):
+    """A target as an absolute count; fractions are of `total`."""
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.number)) or not (
+        np.isfinite(target) and target > 0
+    ):
+        raise ValueError(
+            f"`{name}` must be in (0, 1] or an absolute count > 1. "
+            f"Received: {name}={target!r}"
+        )
+    return float(target) * total if target <= 1 else float(target)
+
+
+def _compile_config(model, optimizer, loss, metrics, training, needs_loss):
+    """What each rebuilt model is compiled with; errors if something is missing."""
+    config = model.get_compile_config() if model.compiled else {}
+    config = dict(config or {})
+    if optimizer is not None:
+        config["optimizer"] = keras.optimizers.serialize(keras.optimizers.get(optimizer))
+    if loss is not None:
+        config["loss"] = keras.losses.serialize(keras.losses.get(loss)) if isinstance(
+            loss, (str, keras.losses.Loss)) else loss
+    if metrics is not None:
+        config["metrics"] = metrics
+    if (training or needs_loss) and config.get("loss") is None:
+        raise ValueError(
+            "Scoring with gradients and fine-tuning need a loss: compile the "
+            "model (`model.compile(optimizer=..., loss=...)`) or pass `loss=`."
+        )
+    if training and config.get("optimizer") is None:
+        raise ValueError(
+            "Fine-tuning needs an optimizer: compile the model or pass "
+            "`optimizer=` (or set finetune_steps=0 and final_epochs=0)."
+        )
+    return config
+
+
+def _compile(model, config):
+    if config:
+        model.compile_from_config(config)
+
+
+def _training_stream(dataset, batch_size, seed):
+    """The training data as an endless, deterministic `tf.data.Dataset`."""
+    if isinstance(dataset, tf.data.Dataset):
+        return dataset.repeat()
+    if isinstance(dataset, keras.utils.PyDataset):
+        signature = tuple(
+            tf.TensorSpec((None,) + np.shape(part)[1:], tf.as_dtype(np.asarray(part).dtype))
+            for part in dataset[0]
+        )
+        return tf.data.Dataset.from_generator(
+            lambda: (dataset[i % len(dataset)] for i in range(2**62)),
+            output_signature=signature,
+        )
+    arrays = tuple(np.asarray(part) for part in dataset)
+    return (
+        tf.data.Dataset.from_tensor_slices(arrays)
+        .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .repeat()
+    )
+
+
+def _finetune(model, dataset, round_index, steps, batch_size, seed):
+    """`steps` optimizer steps; round r reads the r-th slice of the stream."""
+    stream = _training_stream(dataset, batch_size, seed)
+    batches = stream.skip((round_index - 1) * steps).take(steps)
+    history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
+    return {k: v[-1] for k, v in history.history.items()}
+
+
+def _fit(model, dataset, epochs, batch_size, validation_data):
+    if isinstance(dataset, (tf.data.Dataset, keras.utils.PyDataset)):
+        return model.fit(dataset, epochs=epochs, validation_data=validation_data, verbose=0)
+    return model.fit(*dataset, batch_size=batch_size, epochs=epochs,
+                     validation_data=validation_data, verbose=0)
+
+
+def _evaluate(model, data, batch_size):
+    if isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
+        logs = model.evaluate(data, return_dict=True, verbose=0)
+    else:
+        logs = model.evaluate(*data, batch_size=batch_size, return_dict=True, verbose=0)
+    return {f"val_{k}": v for k, v in logs.items()}
+
+
+def _progress(verbose, title, entry, max_flops, original):
+    metrics = " - ".join(f"{k} {v:.4f}" for k, v in entry["metrics"].items())
+    target = f" (target {max_flops / 1e6:,.2f}M)" if max_flops is not None else ""
+    line = (
+        f"{title} - FLOPs {entry['flops'] / 1e6:,.2f}M{target} of "
+        f"{original.flops / 1e6:,.2f}M - params {entry['params']:,} - "
+        f"removed {entry['units_removed']} units"
+        + (f" - {metrics}" if metrics else "")
+        + f" - {entry['seconds']:.1f}s"
+    )
+    logger.info(line)
+    if verbose:
+        print(line, flush=True)
+
+
+def _fingerprint(model, settings):
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
+
+
+class _Checkpoint:
+    """`state.json` + `model.keras`, both written atomically after each round.
+
+    The state names the model file's SHA-256, so a model file that does not
+    belong to the state (a crash between the two writes, a corrupt copy) is
+    refused rather than half-loaded.
+    """
+
+    def __init__(self, directory, fingerprint):
+        self.directory = directory
+        self.fingerprint = fingerprint
+        os.makedirs(directory, exist_ok=True)
+        self.state_path = os.path.join(directory, "state.json")
+
+    def _model_path(self, round_index):
+        return os.path.join(self.directory, f"model_round{round_index}.keras")
+
+    def save(self, model, report, round_index):
+        path = self._model_path(round_index)
+        tmp = path + ".tmp.keras"
+        model.save(tmp)
+        with open(tmp, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        os.replace(tmp, path)
+        state = {
+            "fingerprint": self.fingerprint,
+            "round": round_index,
+            "model_file": os.path.basename(path),
+            "model_sha256": digest,
+            "report": report.to_dict(),
+        }
+        write_atomically(self.state_path, json.dumps(state).encode())
+        for name in os.listdir(self.directory):  # older rounds' models
+            if name.startswith("model_round") and name != os.path.basename(path):
+                os.unlink(os.path.join(self.directory, name))
+
+    def load(self):
+        """`(model, report, next round)` or `None` if there is no checkpoint."""
+        if not os.path.exists(self.state_path):
+            return None
+        try:
+            with open(self.state_path) as f:
+                state = json.load(f)
+            model_path = os.path.join(self.directory, state["model_file"])
+            with open(model_path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(
+                f"The checkpoint in {self.directory!r} is corrupt ({error}). "
+                "Delete the directory to start over."
+            ) from error
+        if state.get("fingerprint") != self.fingerprint:
+            raise ValueError(
+                f"The checkpoint in {self.directory!r} was written by a prune() call "
+                "with another model or other arguments. Use another "
+                "`checkpoint_dir`, or delete it to start over."
+            )
+        if digest != state.get("model_sha256"):
+            raise ValueError(
+                f"The checkpoint in {self.directory!r} is corrupt: its model file "
+                "does not match its state. Delete the directory to start over."
+            )
+        model = keras.models.load_model(model_path, compile=False)
+        return model, PruningReport.from_dict(state["report"]), state["round"] + 1
