@@ -1,0 +1,235 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import prune_worker
+import singe_keras
+import zoo
+
+CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _compiled(name="residual"):
+    model = zoo.build(name)
+    model.compile(optimizer="sgd", loss=CE, metrics=["accuracy"])
+    return model
+
+
+def _data(model, n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return zoo.sample_inputs(model, batch=n, seed=seed), rng.integers(0, 3, n)
+
+
+def _unit_flops(model):
+    """The largest FLOPs that removing one unit of one group saves.
+
+    Pruning only shrinks the layers around a group, so no unit of a pruned
+    model costs more than this.
+    """
+    graph = singe_keras.trace(model)
+    full = singe_keras.Plan.full(graph)
+    base = singe_keras.count_flops(graph)
+    return max(
+        base - singe_keras.count_flops(graph, full.with_kept(g.name, range(1, g.size)))
+        for g in graph.groups
+        if g.size > 1
+    )
+
+
+@pytest.mark.parametrize("name", ["chain", "residual", "concat", "squeeze_excitation", "nested"])
+@pytest.mark.parametrize("target", [0.3, 0.6])
+def test_flops_target_is_reached_within_one_unit(name, target):
+    model = zoo.build(name)
+    pruned = singe_keras.prune(model, target_flops=target, criterion="l1", rounds=2,
+                               finetune_steps=0, verbose=0)
+    goal = target * singe_keras.count_flops(model)
+    flops = singe_keras.count_flops(pruned)
+    assert flops <= goal
+    assert goal - flops <= _unit_flops(model)
+
+
+def test_params_target_and_absolute_targets():
+    model = zoo.build("residual")
+    params = model.count_params()
+    pruned = singe_keras.prune(model, target_params=0.5, criterion="l2", rounds=1,
+                               finetune_steps=0, verbose=0)
+    assert pruned.count_params() <= 0.5 * params
+    absolute = singe_keras.prune(model, target_flops=0.5 * singe_keras.count_flops(model) + 2,
+                                 criterion="l2", rounds=1, finetune_steps=0, verbose=0)
+    assert singe_keras.count_flops(absolute) <= 0.5 * singe_keras.count_flops(model) + 2
+
+
+def test_round_to_and_min_units_are_respected():
+    model = zoo.build("residual")
+    pruned = singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=1,
+                               finetune_steps=0, round_to=2, min_units=2, verbose=0)
+    for group in singe_keras.trace(pruned).groups:
+        assert group.size % 2 == 0 and group.size >= 2
+
+
+def test_input_model_is_not_modified():
+    model = _compiled()
+    config = model.get_config()
+    weights = [w.copy() for w in model.get_weights()]
+    singe_keras.prune(model, _data(model), target_flops=0.5, rounds=2, finetune_steps=2,
+                      final_epochs=1, verbose=0)
+    assert model.get_config() == config
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_same_seed_gives_bit_identical_weights():
+    model = _compiled()
+    data = _data(model)
+    runs = [
+        singe_keras.prune(model, data, target_flops=0.5, rounds=2, finetune_steps=3,
+                          seed=3, verbose=0).get_weights()
+        for _ in range(2)
+    ]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_report_re_derives_the_pruned_model(tmp_path):
+    model = _compiled("concat")
+    pruned, report = singe_keras.prune(model, _data(model), target_flops=0.5, rounds=3,
+                                       finetune_steps=0, return_report=True, verbose=0)
+    report.save(tmp_path / "report.json")
+    loaded = singe_keras.PruningReport.load(tmp_path / "report.json")
+    graph = singe_keras.trace(model)
+    again = singe_keras.rebuild(graph, loaded.to_plan(graph))
+    for a, b in zip(again.get_weights(), pruned.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert [r["round"] for r in loaded.rounds] == [1, 2, 3]
+    assert loaded.rounds[-1]["flops"] == singe_keras.count_flops(pruned)
+    json.dumps(report.to_dict())  # JSON-serialisable
+
+
+def test_report_draws_a_png(tmp_path):
+    model = _compiled()
+    _, report = singe_keras.prune(model, _data(model), target_flops=0.5, rounds=2,
+                                  finetune_steps=1, validation_data=_data(model, 16, 1),
+                                  return_report=True, verbose=0)
+    report.plot(tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_progress_is_one_line_per_round_and_can_be_silenced(capsys):
+    model = zoo.build("chain")
+    singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=3, finetune_steps=0)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Round 1/3", "Round 2/3", "Round 3/3"]
+    singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=3, finetune_steps=0,
+                      verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def _worker(*arguments):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    return subprocess.run(
+        [sys.executable, os.path.join(os.path.dirname(__file__), "prune_worker.py"), *map(str, arguments)],
+        env=env, capture_output=True, text=True,
+    )
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    crashed = _worker(tmp_path / "checkpoint", tmp_path / "never.npz", 2)
+    assert crashed.returncode == -9, crashed.stderr
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["round"] == 1  # killed during round 2
+    resumed = _worker(tmp_path / "checkpoint", tmp_path / "resumed.npz")
+    assert resumed.returncode == 0, resumed.stderr
+    model, data = prune_worker.problem()
+    expected = singe_keras.prune(model, data, **prune_worker.ARGUMENTS).get_weights()
+    got = np.load(tmp_path / "resumed.npz")
+    assert len(got.files) == len(expected)
+    for i, value in enumerate(expected):
+        np.testing.assert_array_equal(got[f"arr_{i}"], value)
+
+
+def test_checkpoint_of_another_call_is_refused(tmp_path):
+    model = zoo.build("chain")
+    singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=2, finetune_steps=0,
+                      checkpoint_dir=tmp_path, verbose=0)
+    with pytest.raises(ValueError, match="another model or other arguments"):
+        singe_keras.prune(model, target_flops=0.4, criterion="l1", rounds=2,
+                          finetune_steps=0, checkpoint_dir=tmp_path, verbose=0)
+
+
+@pytest.mark.parametrize("damage", ["state", "model"])
+def test_corrupt_checkpoint_is_refused(tmp_path, damage):
+    model = zoo.build("chain")
+    arguments = dict(target_flops=0.5, criterion="l1", rounds=2, finetune_steps=0,
+                     checkpoint_dir=tmp_path, verbose=0)
+    singe_keras.prune(model, **arguments)
+    name = "state.json" if damage == "state" else json.loads(
+        (tmp_path / "state.json").read_text())["model_file"]
+    with open(tmp_path / name, "r+b") as f:
+        f.seek(10)
+        f.write(b"garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        singe_keras.prune(model, **arguments)
+
+
+@pytest.mark.parametrize("target", [-0.5, 0, float("nan"), True, "half"])
+def test_bad_targets_are_rejected(target):
+    with pytest.raises(ValueError, match=r"`target_flops` must be in \(0, 1\]"):
+        singe_keras.prune(zoo.build("chain"), target_flops=target, criterion="l1",
+                          finetune_steps=0)
+
+
+def test_missing_target_is_rejected():
+    with pytest.raises(ValueError, match="Give `target_flops` or `target_params`"):
+        singe_keras.prune(zoo.build("chain"), criterion="l1", finetune_steps=0)
+
+
+def test_unreachable_target_gives_the_smallest_reachable():
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match=r"smallest reachable model has [\d,]+ FLOPs"):
+        singe_keras.prune(model, target_flops=1e-6, criterion="l1", finetune_steps=0)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("rounds", 0), ("finetune_steps", -1), ("final_epochs", 1.5), ("batch_size", 0),
+     ("min_units", 0), ("round_to", 0), ("normalization", "max"), ("verbose", 2)],
+)
+def test_bad_options_are_rejected(option, value):
+    with pytest.raises(ValueError, match=f"`{option}` must be"):
+        singe_keras.prune(zoo.build("chain"), target_flops=0.5, criterion="l1",
+                          **{"finetune_steps": 0, option: value})
+
+
+def test_scoring_or_fine_tuning_without_data_is_rejected():
+    with pytest.raises(ValueError, match="`dataset` is needed"):
+        singe_keras.prune(_compiled("chain"), target_flops=0.5)
+    with pytest.raises(ValueError, match="`dataset` is needed"):
+        singe_keras.prune(_compiled("chain"), target_flops=0.5, criterion="l1")
+
+
+def test_fine_tuning_needs_a_loss_and_an_optimizer():
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match="need a loss"):
+        singe_keras.prune(model, _data(model), target_flops=0.5, criterion="l1")
+    with pytest.raises(ValueError, match="needs an optimizer"):
+        singe_keras.prune(model, _data(model), target_flops=0.5, criterion="l1", loss=CE)
+
+
+def test_bad_validation_data_is_rejected():
+    model = _compiled("chain")
+    with pytest.raises(ValueError, match="`validation_data` must hold batches"):
+        singe_keras.prune(model, _data(model), target_flops=0.5,
+                          validation_data=(np.zeros((4, 3)), np.zeros(4)))
+
+
+def test_passed_loss_and_optimizer_are_used_for_an_uncompiled_model():
+    model = zoo.build("chain")
+    pruned = singe_keras.prune(model, _data(model), target_flops=0.5, rounds=1,
+                               finetune_steps=2, loss=CE, optimizer="sgd", verbose=0)
+    assert pruned.optimizer.__class__.__name__ == "SGD"
+    assert not model.compiled
