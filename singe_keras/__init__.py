@@ -7,6 +7,7 @@ its removal, and removes the least relevant ones.
 """
 
 from singe_keras import criteria
+from singe_keras.callback import PruningCallback, UnitMask, strip
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
 from singe_keras.gating import GatedModel
 from singe_keras.graph import CouplingGraph, CouplingGroup, trace
@@ -33,8 +34,10 @@ __all__ = [
     "LayerHandler",
     "ModelCost",
     "Plan",
+    "PruningCallback",
     "PruningReport",
     "Scores",
+    "UnitMask",
     "UnsupportedLayerError",
     "count_costs",
     "count_flops",
@@ -43,5 +46,6 @@ __all__ = [
     "rebuild",
     "register_handler",
     "score",
+    "strip",
     "trace",
 ]

@@ -16,6 +16,24 @@ from singe_keras.plan import Plan
 NORMALIZATIONS = ("none", "l2", "flops")
 
 
+def absolute_target(name, target, total):
+    """A target as an absolute count: fractions in (0, 1] are of `total`.
+
+    Raises:
+        ValueError: if `target` is not a positive number.
+    """
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.number)) or not (
+        np.isfinite(target) and target > 0
+    ):
+        raise ValueError(
+            f"`{name}` must be in (0, 1] or an absolute count > 1. "
+            f"Received: {name}={target!r}"
+        )
+    return float(target) * total if target <= 1 else float(target)
+
+
 def normalize(graph, relevance, normalization):
     """Makes relevances comparable across groups.
 

@@ -127,6 +127,16 @@ class LayerHandler:
         """A per-channel scale (BatchNormalization's gamma), or `None`."""
         return None
 
+    def output_parameters(self, layer):
+        """The weights that, set to zero, make an output channel zero.
+
+        `PruningCallback` masks them to keep pruned units at zero during
+        training. Returns `(weight attribute, constraint attribute, channel
+        axis)` tuples; an empty list for a source layer means its output
+        channels cannot be zeroed through its weights (e.g. `sigmoid`).
+        """
+        return []
+
 
 def _channels_last(layer):
     data_format = getattr(layer, "data_format", "channels_last")
@@ -181,9 +191,15 @@ class ChannelwiseHandler(LayerHandler):
         }
 
 
+_AFFINE_PARAMETERS = [("gamma", "gamma_constraint", -1), ("beta", "beta_constraint", -1)]
+
+
 class BatchNormalizationHandler(ChannelwiseHandler):
     def __init__(self):
         super().__init__(source=True)
+
+    def output_parameters(self, layer):
+        return _AFFINE_PARAMETERS
 
     def channel_scale(self, layer):
         return keras.ops.convert_to_numpy(layer.gamma) if layer.scale else None
@@ -204,6 +220,9 @@ class LayerNormalizationHandler(ChannelwiseHandler):
     def __init__(self):
         super().__init__(source=True)
 
+    def output_parameters(self, layer):
+        return _AFFINE_PARAMETERS
+
     def check(self, layer, call):
         rank = len(call.input_shapes[0])
         axes = [a % rank for a in np.atleast_1d(layer.axis)]
@@ -218,6 +237,9 @@ class GroupNormalizationHandler(ChannelwiseHandler):
 
     def __init__(self):
         super().__init__(source=True)
+
+    def output_parameters(self, layer):
+        return _AFFINE_PARAMETERS
 
     def check(self, layer, call):
         channels = call.input_shapes[0][-1]
@@ -236,6 +258,11 @@ class GroupNormalizationHandler(ChannelwiseHandler):
         return config
 
 
+def _nonzero_at_zero(function):
+    """Whether an element-wise function maps 0 to something else."""
+    return bool(keras.ops.convert_to_numpy(function(keras.ops.zeros((1, 1)))).item() != 0)
+
+
 class ElementwiseHandler(LayerHandler):
     """A weightless element-wise function (ReLU, ELU, an Activation layer).
 
@@ -244,8 +271,7 @@ class ElementwiseHandler(LayerHandler):
     """
 
     def is_source(self, layer, call):
-        value = keras.ops.convert_to_numpy(layer(keras.ops.zeros((1, 1))))
-        return bool(value.item() != 0)
+        return _nonzero_at_zero(layer)
 
 
 class ActivationHandler(ElementwiseHandler):
@@ -376,6 +402,12 @@ class ProducerHandler(LayerHandler):
         kernel = keras.ops.convert_to_numpy(layer.kernel)
         return np.moveaxis(kernel, self.out_axis, -1)
 
+    def output_parameters(self, layer):
+        # Zero weights give activation(0): only a zero when activation(0) == 0.
+        if _nonzero_at_zero(keras.activations.get(layer.activation)):
+            return []
+        return [("kernel", "kernel_constraint", self.out_axis), ("bias", "bias_constraint", -1)]
+
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
         kernel = np.take(weights["kernel"], in_keep[0], axis=self.in_axis)
         sliced = {"kernel": np.take(kernel, out_keep[0], axis=self.out_axis)}
@@ -436,6 +468,11 @@ class DepthwiseConvHandler(LayerHandler):
     def passes_channels(self, layer, call):
         return layer.depth_multiplier == 1
 
+    def output_parameters(self, layer):
+        if _nonzero_at_zero(keras.activations.get(layer.activation)):
+            return []
+        return [("bias", "bias_constraint", -1)]
+
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
         sliced = {"kernel": np.take(weights["kernel"], in_keep[0], axis=-2)}
         if "bias" in weights:
@@ -452,6 +489,11 @@ class SeparableConvHandler(ProducerHandler):
 
     def output_weights(self, layer):
         return keras.ops.convert_to_numpy(layer.pointwise_kernel)
+
+    def output_parameters(self, layer):
+        if _nonzero_at_zero(keras.activations.get(layer.activation)):
+            return []
+        return [("pointwise_kernel", "pointwise_constraint", -1), ("bias", "bias_constraint", -1)]
 
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
         mid_keep = _depthwise_keep(in_keep[0], layer.depth_multiplier)

@@ -143,8 +143,8 @@ def prune(
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     graph = graph_lib.trace(model, ignored_layers)
     original = cost_lib.count_costs(graph)
-    max_flops = _absolute("target_flops", target_flops, original.flops)
-    max_params = _absolute("target_params", target_params, original.params)
+    max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
+    max_params = allocation.absolute_target("target_params", target_params, original.params)
     if max_flops is None and max_params is None:
         raise ValueError(
             "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
@@ -248,20 +248,6 @@ def _check_options(**options):
             raise ValueError(
                 f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
             )
-
-
-def _absolute(name, target, total):
-    """A target as an absolute count; fractions are of `total`."""
-    if target is None:
-        return None
-    if isinstance(target, bool) or not isinstance(target, (int, float, np.number)) or not (
-        np.isfinite(target) and target > 0
-    ):
-        raise ValueError(
-            f"`{name}` must be in (0, 1] or an absolute count > 1. "
-            f"Received: {name}={target!r}"
-        )
-    return float(target) * total if target <= 1 else float(target)
 
 
 def _compile_config(model, optimizer, loss, metrics, training, needs_loss):

@@ -1,0 +1,302 @@
+"""`PruningCallback` and `strip`: pruning inside the user's own `model.fit`.
+
+The callback cannot change the graph that `fit` runs, so a pruned unit is
+kept at zero through its weights: the parameters that make its channel
+(producer kernel slice and bias, BatchNormalization gamma and beta) get a
+`UnitMask` constraint, which Keras's optimizers apply after every update,
+inside the compiled train step (so `steps_per_execution`, `jit_compile` and
+distribution strategies are unaffected). The masks are variables: a pruning
+event changes their values without retracing. They are part of the layers'
+configs, so a model saved mid-training loads back with its pruned units.
+
+`strip(model)` then builds the physically smaller model.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from singe_keras import allocation
+from singe_keras import cost as cost_lib
+from singe_keras import criteria as criteria_lib
+from singe_keras import data as data_lib
+from singe_keras import graph as graph_lib
+from singe_keras import scoring
+from singe_keras.gating import GatedModel
+from singe_keras.plan import Plan
+from singe_keras.surgery import rebuild
+
+
+@keras.saving.register_keras_serializable(package="singe_keras")
+class UnitMask(keras.constraints.Constraint):
+    """Multiplies a weight by a 0/1 mask along its channel axis.
+
+    Args:
+        mask: one value per channel.
+        axis: the channel axis of the weight. Defaults to `-1`.
+        inner: a constraint applied before the mask (the layer's own).
+            Defaults to `None`.
+    """
+
+    def __init__(self, mask, axis=-1, inner=None):
+        self.axis = axis
+        self.inner = keras.constraints.get(inner)
+        self.mask = keras.Variable(
+            np.asarray(mask, "float32"), trainable=False, name="unit_mask"
+        )
+
+    def __call__(self, weight):
+        if self.inner is not None:
+            weight = self.inner(weight)
+        shape = [1] * len(weight.shape)
+        shape[self.axis] = -1
+        return weight * keras.ops.cast(keras.ops.reshape(self.mask, shape), weight.dtype)
+
+    def get_config(self):
+        return {
+            "mask": keras.ops.convert_to_numpy(self.mask).tolist(),
+            "axis": self.axis,
+            "inner": keras.constraints.serialize(self.inner) if self.inner else None,
+        }
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Prunes units on a schedule during the user's own `model.fit`.
+
+    At the start of epochs `start_epoch`, `start_epoch + frequency`, ...
+    (`pruning_events` times), the units are scored with `criterion` on
+    `data`, and the lowest-ranked are masked to zero until the model's FLOPs
+    (or parameters) reach the event's share of the target; the last event
+    reaches the target. Training goes on with the masked units at zero. After
+    `fit`, `singe_keras.strip(model)` returns the physically smaller model.
+
+    Units that cannot be held at zero through weights (a channel that passes
+    through `sigmoid`, whose value at zero is not zero) are not pruned; a
+    warning names them.
+
+    Args:
+        target_flops: keep at most this fraction in (0, 1] of the model's
+            FLOPs, or this absolute count (> 1). Defaults to `None`.
+        target_params: likewise for parameters. Defaults to `None`.
+        data: scoring data `(x, y)`, a batched `tf.data.Dataset` or a
+            `keras.utils.PyDataset`; not needed by magnitude criteria.
+            Defaults to `None`.
+        criterion: see `singe_keras.prune`. Defaults to `"singe"`.
+        pruning_events: how many times to prune. Defaults to `4`.
+        start_epoch: epoch of the first event. Defaults to `0`.
+        frequency: epochs between events. Defaults to `1`.
+        normalization, min_units, round_to, ignored_layers: see
+            `singe_keras.prune`.
+        verbose: 0 or 1 (a line per event). Defaults to `1`.
+
+    Example:
+
+    ```python
+    callback = singe_keras.PruningCallback(target_flops=0.5, data=(x[:256], y[:256]))
+    model.fit(x, y, epochs=6, callbacks=[callback])
+    small = singe_keras.strip(model)
+    ```
+    """
+
+    def __init__(
+        self,
+        target_flops=None,
+        target_params=None,
+        data=None,
+        criterion="singe",
+        pruning_events=4,
+        start_epoch=0,
+        frequency=1,
+        normalization="l2",
+        min_units=1,
+        round_to=1,
+        ignored_layers=None,
+        verbose=1,
+    ):
+        super().__init__()
+        self.criterion = criteria_lib.get(criterion)
+        allocation.absolute_target("target_flops", target_flops, 1)  # validates
+        allocation.absolute_target("target_params", target_params, 1)
+        if target_flops is None and target_params is None:
+            raise ValueError(
+                "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
+                "the model's, or an absolute count > 1). Received neither."
+            )
+        if self.criterion.needs_data and data is None:
+            raise ValueError(
+                f"The {self.criterion.name!r} criterion needs scoring data: pass "
+                "`data=(x, y)`, or use criterion='l1', 'l2', 'bn_scale' or 'random'."
+            )
+        for name, value, low in (("pruning_events", pruning_events, 1),
+                                 ("start_epoch", start_epoch, 0),
+                                 ("frequency", frequency, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(
+                    f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
+                )
+        if normalization not in allocation.NORMALIZATIONS:
+            raise ValueError(
+                f"`normalization` must be one of {list(allocation.NORMALIZATIONS)}. "
+                f"Received: normalization={normalization!r}"
+            )
+        self.target_flops, self.target_params = target_flops, target_params
+        self.data = data
+        self.pruning_events, self.start_epoch, self.frequency = (
+            pruning_events, start_epoch, frequency)
+        self.normalization, self.min_units, self.round_to = normalization, min_units, round_to
+        self.ignored_layers = ignored_layers
+        self.verbose = verbose
+
+    def on_train_begin(self, logs=None):
+        ignored = [getattr(x, "name", x) for x in self.ignored_layers or ()]
+        graph = graph_lib.CouplingGraph(self.model, ignored)
+        unmaskable = _unmaskable_layers(graph)
+        if unmaskable:
+            warnings.warn(
+                "These layers make channels non-zero on their own and have no "
+                "weights to mask, so PruningCallback does not prune their "
+                f"units: {unmaskable}. (`singe_keras.prune` can.)",
+                stacklevel=2,
+            )
+            graph = graph_lib.CouplingGraph(self.model, ignored + unmaskable, warn=False)
+        self._graph = graph
+        self._masks = _install_masks(graph)
+        original = cost_lib.count_costs(graph)
+        self._original = original
+        self._targets = (
+            allocation.absolute_target("target_flops", self.target_flops, original.flops),
+            allocation.absolute_target("target_params", self.target_params, original.params),
+        )
+        if self.data is not None:
+            data_lib.check_data(self.data, self.model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        event = (epoch - self.start_epoch) // self.frequency + 1
+        if epoch < self.start_epoch or (epoch - self.start_epoch) % self.frequency:
+            return
+        if event > self.pruning_events:
+            return
+        self.prune_now(event / self.pruning_events)
+
+    def prune_now(self, fraction):
+        """Masks units until the costs reach `fraction` of the way to the target."""
+        graph, (max_flops, max_params) = self._graph, self._targets
+        kept = _kept_units(graph, self._masks)
+        relevance = scoring.score(GatedModel(graph), self.data, self.criterion).flat()
+        relevance = allocation.normalize(graph, relevance, self.normalization)
+        relevance[~kept] = -np.inf  # pruned units stay pruned
+        share = lambda total, target: None if target is None else total - (total - target) * fraction
+        plan = allocation.allocate(
+            graph, relevance,
+            share(self._original.flops, max_flops), share(self._original.params, max_params),
+            "none", self.min_units, self.round_to,
+        )
+        _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
+        if self.verbose:
+            flops = cost_lib.count_flops(graph, plan)
+            print(
+                f"PruningCallback: FLOPs {flops / 1e6:,.2f}M of "
+                f"{self._original.flops / 1e6:,.2f}M - kept {plan.num_kept} of "
+                f"{graph.num_units} units",
+                flush=True,
+            )
+
+
+def _mask_targets(graph):
+    """Per layer (once), `(node, weight attribute, constraint attribute, axis)`."""
+    seen = set()
+    for node in graph.nodes:
+        if id(node.layer) in seen:
+            continue
+        seen.add(id(node.layer))
+        if (graph.unit_indices(node.outputs[0]) >= 0).any():
+            for attribute, constraint, axis in node.handler.output_parameters(node.layer):
+                if getattr(node.layer, attribute, None) is not None:
+                    yield node, attribute, constraint, axis
+
+
+def _install_masks(graph):
+    """Gives every maskable weight a `UnitMask` (reusing one a loaded model has)."""
+    masks = []
+    for node, attribute, constraint_attribute, axis in _mask_targets(graph):
+        variable = getattr(node.layer, attribute)
+        constraint = variable.constraint
+        if not isinstance(constraint, UnitMask):
+            constraint = UnitMask(np.ones(variable.shape[axis]), axis, constraint)
+            variable.constraint = constraint
+            setattr(node.layer, constraint_attribute, constraint)
+        masks.append((node, variable, constraint))
+    return masks
+
+
+def _set_masks(graph, masks, kept_units):
+    for node, variable, constraint in masks:
+        channels = np.zeros(variable.shape[constraint.axis], "float32")
+        channels[graph.kept_channels(node.outputs[0], kept_units)] = 1.0
+        constraint.mask.assign(channels)
+        variable.assign(constraint(variable))
+
+
+def _kept_units(graph, masks):
+    """Units whose channels are all unmasked."""
+    kept = np.ones(graph.num_units, bool)
+    for node, _, constraint in masks:
+        units = graph.unit_indices(node.outputs[0])
+        zero = (keras.ops.convert_to_numpy(constraint.mask) == 0) & (units >= 0)
+        kept[units[zero]] = False
+    return kept
+
+
+def _unmaskable_layers(graph):
+    """Paths of gate points that no weight can zero (e.g. `sigmoid`)."""
+    gated = GatedModel(graph)
+    return [
+        node.path
+        for node in graph.nodes
+        if any(t in gated._gate_index for t in node.outputs)
+        and not node.handler.output_parameters(node.layer)
+    ]
+
+
+def strip(model):
+    """Returns the physically smaller model of a model trained with `PruningCallback`.
+
+    Units whose weights `PruningCallback` masked to zero are removed; the
+    masks themselves are not carried over. The input model is not modified.
+
+    Args:
+        model: a model trained (or loaded) with `PruningCallback` masks.
+
+    Returns:
+        A new functional `keras.Model` with the same outputs (to float32
+        round-off), fewer filters and units, and no `UnitMask` constraints.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=4, callbacks=[singe_keras.PruningCallback(target_flops=0.5,
+                                                                     criterion="l1")])
+    small = singe_keras.strip(model)
+    ```
+    """
+    graph = graph_lib.CouplingGraph(model, warn=False)
+    masks = [
+        (node, getattr(node.layer, attribute), getattr(node.layer, attribute).constraint)
+        for node, attribute, _, _ in _mask_targets(graph)
+        if isinstance(getattr(node.layer, attribute).constraint, UnitMask)
+    ]
+    kept = _kept_units(graph, masks)
+    plan = Plan.full(graph)
+    for group in graph.groups:
+        start = graph.group_offset(group.name)
+        plan = plan.with_kept(group.name, np.flatnonzero(kept[start : start + group.size]))
+    small = rebuild(graph, plan)
+    for node, attribute, constraint_attribute, _ in _mask_targets(
+        graph_lib.CouplingGraph(small, warn=False)
+    ):
+        variable = getattr(node.layer, attribute)
+        if isinstance(variable.constraint, UnitMask):
+            variable.constraint = variable.constraint.inner
+            setattr(node.layer, constraint_attribute, variable.constraint)
+    return small

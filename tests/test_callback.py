@@ -1,0 +1,134 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import singe_keras
+import zoo
+
+CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _data(model, n=64):
+    rng = np.random.default_rng(0)
+    return zoo.sample_inputs(model, batch=n), rng.integers(0, 3, n)
+
+
+def _fit(model, callback, epochs=3, **compile_options):
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CE, **compile_options)
+    x, y = _data(model)
+    model.fit(x, y, epochs=epochs, batch_size=16, callbacks=[callback], verbose=0)
+    return x
+
+
+@pytest.mark.parametrize("name", ["residual", "concat", "depthwise_separable", "nested"])
+def test_stripped_model_equals_the_masked_model(name):
+    model = zoo.build(name)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=2, verbose=0)
+    x = _fit(model, callback)
+    small = singe_keras.strip(model)
+    expected = np.asarray(model(x[:8]))
+    assert np.abs(np.asarray(small(x[:8])) - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert singe_keras.count_flops(small) <= 0.5 * singe_keras.count_flops(zoo.build(name))
+
+
+def test_callback_reaches_the_same_flops_as_prune():
+    model = zoo.build("residual")
+    pruned = singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=2,
+                               finetune_steps=0, verbose=0)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=2, verbose=0)
+    trained = zoo.build("residual")
+    trained.compile(optimizer=keras.optimizers.SGD(0.0), loss=CE)  # weights stay put
+    x, y = _data(trained)
+    trained.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
+    assert singe_keras.count_flops(singe_keras.strip(trained)) == singe_keras.count_flops(pruned)
+
+
+@pytest.mark.parametrize(
+    "compile_options",
+    [{"steps_per_execution": 4}, {"jit_compile": True}],
+)
+def test_masked_units_stay_zero_through_training(compile_options):
+    model = zoo.build("chain")
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l2",
+                                           pruning_events=1, verbose=0)
+    _fit(model, callback, epochs=2, **compile_options)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("a_conv").kernel)
+    removed = np.all(kernel == 0, axis=(0, 1, 2))
+    assert 0 < removed.sum() < 6
+    gamma = keras.ops.convert_to_numpy(model.get_layer("a_bn").gamma)
+    np.testing.assert_array_equal(gamma[removed], 0)
+
+
+def test_callback_works_under_a_distribution_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = zoo.build("chain")
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CE)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    x, y = _data(model)
+    model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
+    small = singe_keras.strip(model)
+    np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
+
+
+def test_model_saved_mid_training_loads_back_and_continues(tmp_path):
+    model = zoo.build("residual")
+    arguments = dict(target_flops=0.4, criterion="l1", pruning_events=3, verbose=0)
+    x = _fit(model, singe_keras.PruningCallback(**arguments), epochs=2)
+    path = tmp_path / "mid.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    before = singe_keras.count_flops(singe_keras.strip(model))
+    assert singe_keras.count_flops(singe_keras.strip(loaded)) == before
+    x, y = _data(loaded)
+    loaded.fit(x, y, epochs=3, initial_epoch=2, batch_size=16,
+               callbacks=[singe_keras.PruningCallback(**arguments)], verbose=0)
+    final = singe_keras.count_flops(singe_keras.strip(loaded))
+    assert final < before
+    assert final <= 0.4 * singe_keras.count_flops(zoo.build("residual"))
+
+
+def test_unmaskable_units_are_left_alone_with_a_warning():
+    model = zoo.build("nonzero_at_zero")
+    callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    with pytest.warns(UserWarning, match="sig"):
+        x = _fit(model, callback, epochs=1)
+    small = singe_keras.strip(model)
+    assert small.get_layer("c1").filters == 6
+    np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
+
+
+def test_strip_does_not_modify_the_model():
+    model = zoo.build("chain")
+    _fit(model, singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                            pruning_events=1, verbose=0), epochs=1)
+    config = model.get_config()
+    singe_keras.strip(model)
+    assert model.get_config() == config
+
+
+def test_missing_target_is_rejected():
+    with pytest.raises(ValueError, match="Give `target_flops` or `target_params`"):
+        singe_keras.PruningCallback(criterion="l1")
+
+
+def test_gradient_criterion_without_data_is_rejected():
+    with pytest.raises(ValueError, match="needs scoring data"):
+        singe_keras.PruningCallback(target_flops=0.5)
+
+
+@pytest.mark.parametrize("option, value", [("pruning_events", 0), ("frequency", 0),
+                                           ("start_epoch", -1), ("normalization", "x")])
+def test_bad_schedule_is_rejected(option, value):
+    with pytest.raises(ValueError, match=f"`{option}` must be"):
+        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", **{option: value})
+
+
+def test_bad_target_is_rejected():
+    with pytest.raises(ValueError, match="`target_flops` must be in"):
+        singe_keras.PruningCallback(target_flops=-1, criterion="l1")
