@@ -9,6 +9,7 @@ its removal, and removes the least relevant ones.
 from singe_keras import criteria
 from singe_keras.callback import PruningCallback, UnitMask, strip
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
+from singe_keras.export import ExportResult, export_tflite
 from singe_keras.gating import GatedModel
 from singe_keras.graph import CouplingGraph, CouplingGroup, trace
 from singe_keras.handlers import (
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CouplingGraph",
     "CouplingGroup",
+    "ExportResult",
     "GatedModel",
     "LayerCall",
     "LayerCost",
@@ -42,6 +44,7 @@ __all__ = [
     "count_costs",
     "count_flops",
     "criteria",
+    "export_tflite",
     "prune",
     "rebuild",
     "register_handler",

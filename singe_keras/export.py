@@ -1,0 +1,308 @@
+"""TFLite export of (pruned) Keras models, verified after writing.
+
+`export_tflite` converts with `tf.lite.TFLiteConverter.from_keras_model`,
+which freezes the model's variables into the file. (Measured trap:
+`TFLiteConverter.from_concrete_functions([fn], model)` can leave variables
+unfrozen and the .tflite then outputs NaN; the verification step below
+would reject such a file.) Only builtin TFLite ops are allowed by default:
+GPU and NPU delegates cannot run Select TF ops.
+
+The file is converted to a temporary path, loaded in a TFLite interpreter
+(LiteRT's `ai_edge_litert` when installed, else `tf.lite`), run on sample
+inputs and compared with Keras; only then is it renamed to `path`. An
+interrupted or failed export leaves no file behind.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from singe_keras.files import write_atomically
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+_FLOAT_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What `export_tflite` wrote and how the file compares with Keras.
+
+    Attributes:
+        path: the .tflite file.
+        size_bytes: its size.
+        quantization: `None`, `"float16"`, `"dynamic"` or `"int8"`.
+        max_relative_error: max |tflite - keras| / max |keras| on the samples.
+        top1_agreement: fraction of samples where the argmax of the outputs
+            agree (for classifiers; quantized models are judged by it).
+        ops: the TFLite op names in the file (empty if the interpreter does
+            not tell).
+        inputs, outputs: name, shape, dtype and quantization of each tensor.
+    """
+
+    path: str
+    size_bytes: int
+    quantization: str
+    max_relative_error: float
+    top1_agreement: float
+    ops: list
+    inputs: list
+    outputs: list
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, path=None):
+        """Writes the result as JSON (default: next to the .tflite file)."""
+        path = path or os.path.splitext(self.path)[0] + ".json"
+        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
+        return path
+
+
+def export_tflite(
+    model,
+    path,
+    quantization=None,
+    representative_dataset=None,
+    io_dtype="int8",
+    allow_select_ops=False,
+    verification_samples=32,
+):
+    """Converts a Keras model to a verified .tflite file.
+
+    Args:
+        model: a built `keras.Model` with fixed input sizes (the batch may be
+            `None`).
+        path: where to write the .tflite file (its folder must exist).
+        quantization: `None` (float32), `"float16"` (weights in float16, for
+            GPU delegates), `"dynamic"` (int8 weights, float activations) or
+            `"int8"` (full integer, for NPUs; needs
+            `representative_dataset`). Defaults to `None`.
+        representative_dataset: sample inputs: a NumPy array `(N, ...)`, a
+            `tf.data.Dataset` of inputs or `(inputs, labels)` batches, or a
+            callable returning an iterator of `[input_batch]` lists (the
+            TFLite convention). Calibrates `"int8"`, and its first samples
+            verify the file (random inputs otherwise). Defaults to `None`.
+        io_dtype: input/output type of `"int8"` models: `"int8"` or
+            `"uint8"`. Defaults to `"int8"`.
+        allow_select_ops: allow Select TF ops (they run on CPU only and
+            need the Flex delegate). Defaults to `False`.
+        verification_samples: how many samples verify the file.
+            Defaults to `32`.
+
+    Returns:
+        An `ExportResult` (`result.save()` writes it as JSON next to the file).
+
+    Raises:
+        ValueError: for a bad `path`, `quantization` or `io_dtype`, `"int8"`
+            without `representative_dataset`, inputs of unknown size, ops
+            that need Select TF ops, or a file that does not match Keras
+            (float32: max relative error above 1e-4).
+
+    Example:
+
+    ```python
+    result = singe_keras.export_tflite(pruned, "pruned.tflite")
+    int8 = singe_keras.export_tflite(pruned, "pruned_int8.tflite", quantization="int8",
+                                     representative_dataset=x_train[:200])
+    print(result.size_bytes, int8.top1_agreement)
+    ```
+    """
+    _check_arguments(model, path, quantization, representative_dataset, io_dtype)
+    samples = _samples(model, representative_dataset, verification_samples)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        calibration = _calibration(representative_dataset)
+        converter.representative_dataset = calibration
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.as_dtype(io_dtype)
+        converter.inference_output_type = tf.as_dtype(io_dtype)
+    if allow_select_ops:
+        converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    try:
+        content = converter.convert()
+    except Exception as error:  # the converter raises ConverterError and others
+        select_ops = re.search(r"TF Select ops: (.*)", str(error))
+        if select_ops:
+            raise ValueError(
+                "The model needs ops that are not builtin TFLite ops: "
+                f"{select_ops.group(1)}. GPU and NPU delegates cannot run them. "
+                "Replace those layers, or pass `allow_select_ops=True` to run "
+                "them as Select TF ops (CPU only, needs the Flex delegate)."
+            ) from error
+        raise
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tflite.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        result = _verify(model, tmp, quantization, samples)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dataclasses.replace(result, path=os.fspath(path))
+
+
+def _check_arguments(model, path, quantization, representative_dataset, io_dtype):
+    if not isinstance(model, keras.Model) or not model.built or not model.inputs:
+        raise ValueError(
+            "`model` must be a built Keras model with known inputs (a functional "
+            f"or Sequential model with an Input). Received: model={model!r}"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            "export_tflite verifies single-input, single-output models. "
+            f"Received a model with {len(model.inputs)} inputs and "
+            f"{len(model.outputs)} outputs."
+        )
+    shape = tuple(model.inputs[0].shape)
+    if any(d is None for d in shape[1:]):
+        raise ValueError(
+            f"TFLite needs fixed input sizes; the model's input shape is {shape}. "
+            "Rebuild it with e.g. `keras.Input(shape=(32, 32, 3))`."
+        )
+    path = os.fspath(path)
+    if not path.endswith(".tflite"):
+        raise ValueError(f"`path` must end with '.tflite'. Received: path={path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"The folder of `path` does not exist: {directory!r}. Create it first."
+        )
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {list(QUANTIZATIONS)}. "
+            f"Received: quantization={quantization!r}"
+        )
+    if quantization == "int8" and representative_dataset is None:
+        raise ValueError(
+            'quantization="int8" needs `representative_dataset`: about 100-500 '
+            "typical inputs, e.g. `representative_dataset=x_train[:200]`."
+        )
+    if io_dtype not in ("int8", "uint8"):
+        raise ValueError(
+            f"`io_dtype` must be 'int8' or 'uint8'. Received: io_dtype={io_dtype!r}"
+        )
+
+
+def _batches(representative_dataset):
+    """The representative data as an iterator of input batches (NumPy)."""
+    data = representative_dataset
+    if callable(data):
+        for item in data():
+            yield np.asarray(item[0] if isinstance(item, (list, tuple)) else item)
+    elif isinstance(data, tf.data.Dataset):
+        for item in data.as_numpy_iterator():
+            yield np.asarray(item[0] if isinstance(item, (list, tuple)) else item)
+    else:
+        yield np.asarray(data)
+
+
+def _calibration(representative_dataset):
+    def generate():
+        for batch in _batches(representative_dataset):
+            for sample in batch:
+                yield [sample[None].astype("float32")]
+
+    return generate
+
+
+def _samples(model, representative_dataset, count):
+    if representative_dataset is not None:
+        rows = []
+        for batch in _batches(representative_dataset):
+            rows.extend(batch)
+            if len(rows) >= count:
+                break
+        return np.stack(rows[:count]).astype("float32")
+    shape = (count,) + tuple(model.inputs[0].shape[1:])
+    return np.random.default_rng(0).normal(size=shape).astype("float32")
+
+
+def _interpreter(path):
+    """The file in TFLite's reference kernels (no delegate rewrites the ops)."""
+    try:
+        from ai_edge_litert import interpreter as litert
+    except ImportError:  # LiteRT not installed: TensorFlow's own interpreter
+        litert = tf.lite
+    interpreter = litert.Interpreter(
+        model_path=path,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _details(details):
+    return [
+        {
+            "name": d["name"],
+            "shape": [int(s) for s in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "quantization": [float(d["quantization"][0]), int(d["quantization"][1])],
+        }
+        for d in details
+    ]
+
+
+def _verify(model, path, quantization, samples):
+    interpreter = _interpreter(path)
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    expected = np.asarray(model.predict(samples, batch_size=len(samples), verbose=0))
+    outputs = []
+    for sample in samples:
+        value = sample[None]
+        if source["dtype"] != np.float32:
+            scale, zero = source["quantization"]
+            info = np.iinfo(source["dtype"])
+            value = np.clip(np.round(value / scale + zero), info.min, info.max)
+        interpreter.set_tensor(source["index"], value.astype(source["dtype"]))
+        interpreter.invoke()
+        output = interpreter.get_tensor(target["index"])[0].astype("float32")
+        if target["dtype"] != np.float32:
+            scale, zero = target["quantization"]
+            output = (output - zero) * scale
+        outputs.append(output)
+    outputs = np.stack(outputs)
+    agreement = float(np.mean(
+        np.argmax(outputs.reshape(len(samples), -1), -1)
+        == np.argmax(expected.reshape(len(samples), -1), -1)
+    ))
+    if not np.isfinite(outputs).all():
+        raise ValueError(
+            "The converted file outputs NaN or infinity where the Keras model does "
+            "not (variables left unfrozen?). The file was not written."
+        )
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    error = float(np.abs(outputs - expected).max() / scale)
+    if quantization is None and not error <= _FLOAT_TOLERANCE:
+        raise ValueError(
+            f"The converted file does not match the Keras model: max relative error "
+            f"{error:.3g} > {_FLOAT_TOLERANCE} on {len(samples)} samples. The file "
+            "was not written."
+        )
+    ops = []
+    if hasattr(interpreter, "_get_ops_details"):
+        ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    return ExportResult(
+        path=path,
+        size_bytes=os.path.getsize(path),
+        quantization=quantization,
+        max_relative_error=error,
+        top1_agreement=agreement,
+        ops=ops,
+        inputs=_details(interpreter.get_input_details()),
+        outputs=_details(interpreter.get_output_details()),
+    )
