@@ -1,4 +1,4 @@
-"""A one-minute demo: train a small CNN, prune it, fine-tune it.
+"""A one-minute demo: train a small CNN, then prune it with SInGE.
 
 Run it with `python -m singe_keras.demo` (needs scikit-learn for its bundled
 8x8 digits dataset: `pip install "singe-keras[demo]"`).
@@ -70,33 +70,11 @@ def _accuracy(model, x, y):
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
-def _magnitude_scores(model, group):
-    """L1 norm of each unit's kernel slice, summed over the group's producers.
-
-    A stand-in until the SInGE criterion lands; a later issue replaces this
-    function with `singe_keras.prune`. It assumes that output channel `u` of
-    every producer is unit `u` of the group, which holds for convolutions and
-    Dense layers whose outputs are not concatenated with other producers'.
-    """
-    scores = np.zeros(group.size)
-    for path in group.producers:
-        kernel = keras.ops.convert_to_numpy(model.get_layer(path).kernel)
-        scores += np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
-    return scores
-
-
-def _print_table(results):
-    rows = [("", "FLOPs", "Params", "Test accuracy")]
-    labels = {
-        "before": "Before pruning",
-        "pruned": "Pruned",
-        "fine_tuned": f"Fine-tuned ({_FINE_TUNE_EPOCHS} epochs)",
-    }
-    for key, label in labels.items():
-        r = results[key]
-        rows.append(
-            (label, f"{r['flops']:,}", f"{r['params']:,}", f"{r['accuracy']:.4f}")
-        )
+def _print_table(rows):
+    rows = [("", "FLOPs", "Params", "Test accuracy")] + [
+        (label, f"{r['flops']:,}", f"{r['params']:,}", f"{r['accuracy']:.4f}")
+        for label, r in rows
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         "  ".join(
@@ -110,22 +88,22 @@ def _print_table(results):
 
 
 def main(argv=None):
-    """Trains a small CNN on the digits dataset, prunes it and fine-tunes it.
+    """Trains a small CNN on the digits dataset and prunes it with SInGE.
 
     The CNN (three Conv2D -> BatchNormalization -> ReLU blocks and a Dense
-    classifier) is trained on scikit-learn's 8x8 digits, then every coupling
-    group keeps its `keep_ratio` units with the largest kernel L1 norm. The
-    smaller model is rebuilt with `singe_keras.rebuild`, fine-tuned for a few
-    epochs, and a table compares FLOPs, parameters and test accuracy.
+    classifier) is trained on scikit-learn's 8x8 digits, then
+    `singe_keras.prune` removes filters in rounds (SInGE scores, global
+    ranking, a few fine-tuning steps per round, a final fine-tuning) until the
+    model has at most `--target-flops` of its FLOPs. A table compares FLOPs,
+    parameters and test accuracy.
 
     Args:
-        argv: command-line arguments, e.g. `["--keep-ratio", "0.25"]`.
+        argv: command-line arguments, e.g. `["--target-flops", "0.25"]`.
             Defaults to `None` (read `sys.argv`).
 
     Returns:
         A dict with the `flops`, `params` and `accuracy` of the model
-        `"before"` pruning, `"pruned"` (right after pruning) and
-        `"fine_tuned"`.
+        `"before"` and `"after"` pruning.
 
     Raises:
         ImportError: if scikit-learn is not installed.
@@ -135,78 +113,57 @@ def main(argv=None):
 
     ```python
     from singe_keras import demo
-    results = demo.main(["--keep-ratio", "0.5", "--epochs", "5"])
-    results["fine_tuned"]["accuracy"]
+    results = demo.main(["--target-flops", "0.5", "--epochs", "5"])
+    results["after"]["accuracy"]
     ```
     """
     parser = argparse.ArgumentParser(
         prog="python -m singe_keras.demo", description=main.__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--keep-ratio", type=float, default=0.5,
-        help="fraction of the units each coupling group keeps (default: 0.5)",
+        "--target-flops", type=float, default=0.4,
+        help="fraction of the FLOPs the pruned model keeps (default: 0.4)",
     )
     parser.add_argument(
         "--epochs", type=int, default=10,
         help="training epochs before pruning (default: 10)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="pruning rounds (default: 3)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--verbose", action="store_true", help="show Keras training progress"
     )
     args = parser.parse_args(argv)
-    if not 0 < args.keep_ratio <= 1:
-        parser.error(f"--keep-ratio must be in (0, 1]. Received: {args.keep_ratio}")
+    if not 0 < args.target_flops <= 1:
+        parser.error(f"--target-flops must be in (0, 1]. Received: {args.target_flops}")
     if args.epochs < 0:
         parser.error(f"--epochs must be >= 0. Received: {args.epochs}")
 
     start = time.perf_counter()
     x_train, x_test, y_train, y_test = _load_digits()
     keras.utils.set_random_seed(args.seed)
-    fit_verbose = 2 if args.verbose else 0
-
     model = _build_model()
     _compile(model)
     model.fit(
         x_train, y_train, batch_size=_BATCH_SIZE, epochs=args.epochs,
-        verbose=fit_verbose,
+        verbose=2 if args.verbose else 0,
     )
-    before = {
-        "flops": singe_keras.count_flops(model),
-        "params": model.count_params(),
-        "accuracy": _accuracy(model, x_test, y_test),
-    }
-
-    graph = singe_keras.trace(model)
-    plan = singe_keras.Plan.full(graph)
-    for group in graph.groups:
-        scores = _magnitude_scores(model, group)
-        count = max(1, round(args.keep_ratio * group.size))
-        plan = plan.with_kept(group.name, np.argsort(-scores)[:count])
-    small = singe_keras.rebuild(graph, plan)
-    pruned_accuracy = _accuracy(small, x_test, y_test)
-
-    _compile(small)
-    small.fit(
-        x_train, y_train, batch_size=_BATCH_SIZE, epochs=_FINE_TUNE_EPOCHS,
-        verbose=fit_verbose,
+    small = singe_keras.prune(
+        model, (x_train, y_train), target_flops=args.target_flops,
+        rounds=args.rounds, finetune_steps=40, final_epochs=_FINE_TUNE_EPOCHS,
+        batch_size=_BATCH_SIZE, seed=args.seed,
     )
-
-    after = {
-        "flops": singe_keras.count_flops(small),
-        "params": small.count_params(),
-    }
     results = {
-        "before": before,
-        "pruned": {**after, "accuracy": pruned_accuracy},
-        "fine_tuned": {**after, "accuracy": _accuracy(small, x_test, y_test)},
+        name: {
+            "flops": singe_keras.count_flops(m),
+            "params": m.count_params(),
+            "accuracy": _accuracy(m, x_test, y_test),
+        }
+        for name, m in (("before", model), ("after", small))
     }
-
-    kept = ", ".join(
-        f"{g.name} {len(plan.keep[g.name])}/{g.size}" for g in graph.groups
-    )
-    print(f"Kept units per group (largest kernel L1 norms): {kept}")
-    _print_table(results)
+    _print_table([("Before pruning", results["before"]), ("After pruning", results["after"])])
     print(f"Done in {time.perf_counter() - start:.1f} s.")
     return results
 
