@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -42,6 +43,9 @@ class ExportResult:
             agree (for classifiers; quantized models are judged by it).
         ops: the TFLite op names in the file (empty if the interpreter does
             not tell).
+        runs_with_xnnpack: whether LiteRT's default CPU delegate (XNNPACK)
+            accepts the file; when it does not, LiteRT's plain kernels
+            still run it (slower), and a warning says so.
         inputs, outputs: name, shape, dtype and quantization of each tensor.
     """
 
@@ -51,6 +55,7 @@ class ExportResult:
     max_relative_error: float
     top1_agreement: float
     ops: list
+    runs_with_xnnpack: bool
     inputs: list
     outputs: list
 
@@ -231,18 +236,35 @@ def _samples(model, representative_dataset, count):
     return np.random.default_rng(0).normal(size=shape).astype("float32")
 
 
-def _interpreter(path):
-    """The file in TFLite's reference kernels (no delegate rewrites the ops)."""
+def _interpreter(path, default_delegates=False):
+    """The file in LiteRT, by default in its plain kernels (no delegate)."""
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # LiteRT not installed: TensorFlow's own interpreter
         litert = tf.lite
+    resolver = litert.OpResolverType
     interpreter = litert.Interpreter(
         model_path=path,
-        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_op_resolver_type=(
+            resolver.AUTO if default_delegates else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        ),
     )
     interpreter.allocate_tensors()
     return interpreter
+
+
+def _runs_with_xnnpack(path):
+    try:
+        _interpreter(path, default_delegates=True).invoke()
+    except (RuntimeError, ValueError) as error:
+        warnings.warn(
+            "LiteRT's default CPU delegate (XNNPACK) cannot run this file "
+            f"({error}); the plain LiteRT kernels can, more slowly. It was seen "
+            "with layers pruned to 1 channel: a larger `min_units` avoids them.",
+            stacklevel=3,
+        )
+        return False
+    return True
 
 
 def _details(details):
@@ -303,6 +325,7 @@ def _verify(model, path, quantization, samples):
         max_relative_error=error,
         top1_agreement=agreement,
         ops=ops,
+        runs_with_xnnpack=_runs_with_xnnpack(path),
         inputs=_details(interpreter.get_input_details()),
         outputs=_details(interpreter.get_output_details()),
     )

@@ -40,6 +40,7 @@ def test_float32_file_matches_keras(which, tmp_path):
     assert result.size_bytes == os.path.getsize(tmp_path / "m.tflite")
     assert result.max_relative_error <= 1e-4 and result.top1_agreement == 1.0
     assert "CONV_2D" in result.ops and result.inputs[0]["dtype"] == "float32"
+    assert result.runs_with_xnnpack
 
 
 @pytest.mark.parametrize("quantization", ["float16", "dynamic", "int8"])
@@ -129,3 +130,18 @@ def test_unknown_input_size_is_rejected(tmp_path):
 def test_unbuilt_model_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="built Keras model"):
         singe_keras.export_tflite(keras.Sequential([keras.layers.Dense(2)]), tmp_path / "m.tflite")
+
+
+def test_a_file_xnnpack_refuses_is_kept_with_a_warning(tmp_path, monkeypatch):
+    plain = export._interpreter
+
+    def no_xnnpack(path, default_delegates=False):
+        if default_delegates:
+            raise RuntimeError("failed to create XNNPACK runtime")
+        return plain(path)
+
+    monkeypatch.setattr(export, "_interpreter", no_xnnpack)
+    with pytest.warns(UserWarning, match="XNNPACK"):
+        result = singe_keras.export_tflite(zoo.build("chain"), tmp_path / "m.tflite")
+    assert result.runs_with_xnnpack is False
+    assert (tmp_path / "m.tflite").exists()
