@@ -1,5 +1,10 @@
-"""Atomic file writes: a crash never leaves a half-written file behind."""
+"""Files: atomic writes, and JSON records that save and load themselves.
 
+A crash never leaves a half-written file behind: everything is written to a
+temporary file in the same folder, then renamed.
+"""
+
+import json
 import os
 import tempfile
 
@@ -15,3 +20,17 @@ def write_atomically(path, content):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+class JsonRecord:
+    """Mixin: `save`/`load` as JSON for classes with `to_dict`/`from_dict`."""
+
+    def save(self, path):
+        """Writes the record as JSON, atomically (a temp file, then a rename)."""
+        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
+
+    @classmethod
+    def load(cls, path):
+        """Reads a record written by `save`."""
+        with open(path) as f:
+            return cls.from_dict(json.load(f))

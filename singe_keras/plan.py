@@ -5,15 +5,14 @@ can be saved as JSON, compared, replayed on the same model, and tested.
 """
 
 import dataclasses
-import json
 
 import numpy as np
 
-from singe_keras.files import write_atomically
+from singe_keras.files import JsonRecord
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class Plan(JsonRecord):
     """The kept units of every coupling group of a traced model.
 
     Attributes:
@@ -105,13 +104,3 @@ class Plan:
     @classmethod
     def from_dict(cls, data):
         return cls(keep=data["keep"], sizes=data["sizes"])
-
-    def save(self, path):
-        """Writes the plan as JSON, atomically (a temp file, then a rename)."""
-        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
-
-    @classmethod
-    def load(cls, path):
-        """Reads a plan written by `save`."""
-        with open(path) as f:
-            return cls.from_dict(json.load(f))

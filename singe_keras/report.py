@@ -5,17 +5,16 @@ channel indices, relative to the original model, is enough to re-derive the
 pruned architecture from the original (`PruningReport.to_plan`).
 """
 
-import json
 import os
 import tempfile
 
 import numpy as np
 
-from singe_keras.files import write_atomically
+from singe_keras.files import JsonRecord
 from singe_keras.plan import Plan
 
 
-class PruningReport:
+class PruningReport(JsonRecord):
     """Rounds and kept channels of one `singe_keras.prune` run.
 
     Attributes:
@@ -85,15 +84,6 @@ class PruningReport:
     @classmethod
     def from_dict(cls, data):
         return cls(data["original"], data["layers"], data["rounds"])
-
-    def save(self, path):
-        """Writes the report as JSON, atomically (a temp file, then a rename)."""
-        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
-
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
 
     def plot(self, path):
         """Draws units per layer before/after and accuracy vs FLOPs as a PNG.
