@@ -219,6 +219,19 @@ def nonzero_at_zero():
     return keras.Model(inputs, head(x), name="nonzero_at_zero")
 
 
+def channel_statistics():
+    """Per-channel statistics inside the network, sliced with their channel."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    x = L.Normalization(
+        mean=[0.1, -0.2, 0.3, 0.0, 0.5, -0.1], variance=[1.0, 2.0, 0.5, 1.5, 1.0, 3.0],
+        name="stats",
+    )(x)
+    x = L.Rescaling(scale=[1.0, 2.0, 0.5, -1.0, 1.5, 0.25], offset=0.1, name="scale")(x)
+    x = L.Conv2D(4, 3, padding="same", name="c2")(x)
+    return keras.Model(inputs, head(x), name="channel_statistics")
+
+
 def spatial_attention():
     """A one-channel map broadcast over all channels (not coupled)."""
     inputs = keras.Input((8, 8, 3))
@@ -271,6 +284,7 @@ ZOO = {
         reshape_channels_last,
         activations_and_merges,
         nonzero_at_zero,
+        channel_statistics,
         spatial_attention,
         shared_layer,
         nested,
