@@ -206,7 +206,8 @@ class IntegratedGradients(Criterion):
         loss_fn = resolve_loss(self.loss, gated.graph.model)
         step = gate_gradients.attribution_step(gated, loss_fn)
         gates, weights, masks = self.path_points(gated.graph)
-        batch = min(self.batch_size, self.samples)
+        # Batches no larger than the data: padding rows would cost passes.
+        batch = min(self.batch_size, self.samples, data_lib.first_batch_size(data))
         per_pass = max(1, self.batch_size // batch)
         pad = -len(gates) % per_pass  # zero-weight points: one shape, one trace
         gates = np.concatenate([gates, np.ones((pad, gates.shape[1]), "float32")])

@@ -65,6 +65,11 @@ def check_data(data, model, argument="data"):
         raise ValueError(f"`{argument}` is empty.")
 
 
+def first_batch_size(data):
+    """Rows in the first batch `data` yields (all of them, for arrays)."""
+    return len(next(iter(_source_batches(data)))[0])
+
+
 def fixed_batches(data, samples, batch_size):
     """Yields `(x, y, sample_weight)` NumPy batches of exactly `batch_size` rows.
 

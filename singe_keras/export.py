@@ -134,6 +134,8 @@ def export_tflite(
         converter.inference_output_type = tf.as_dtype(io_dtype)
     if allow_select_ops:
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    quiet = not keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()  # Keras's export prints every signature
     try:
         content = converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
@@ -146,6 +148,9 @@ def export_tflite(
                 "them as Select TF ops (CPU only, needs the Flex delegate)."
             ) from error
         raise
+    finally:
+        if not quiet:
+            keras.config.enable_interactive_logging()
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tflite.tmp")
     try:

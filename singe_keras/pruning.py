@@ -219,7 +219,7 @@ def prune(
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)
-        _progress(verbose, f"Round {round_index}/{rounds}", entry, max_flops, original)
+        _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original)
         if checkpoint:
             checkpoint.save(current, report, round_index)
 
@@ -237,7 +237,7 @@ def prune(
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)
-        _progress(verbose, f"Final fine-tuning ({final_epochs} epochs)", entry, max_flops, original)
+        _progress(verbose, f"Final fine-tuning ({final_epochs} epochs)", entry, None, original)
     return (current, report) if return_report else current
 
 
@@ -311,7 +311,8 @@ def _finetune(model, dataset, round_index, steps, batch_size, seed):
 
 def _fit(model, dataset, epochs, batch_size, validation_data):
     if isinstance(dataset, (tf.data.Dataset, keras.utils.PyDataset)):
-        return model.fit(dataset, epochs=epochs, validation_data=validation_data, verbose=0)
+        return model.fit(dataset, epochs=epochs, validation_data=validation_data,
+                         shuffle=False, verbose=0)
     return model.fit(*dataset, batch_size=batch_size, epochs=epochs,
                      validation_data=validation_data, verbose=0)
 
@@ -324,9 +325,9 @@ def _evaluate(model, data, batch_size):
     return {f"val_{k}": v for k, v in logs.items()}
 
 
-def _progress(verbose, title, entry, max_flops, original):
+def _progress(verbose, title, entry, round_flops, original):
     metrics = " - ".join(f"{k} {v:.4f}" for k, v in entry["metrics"].items())
-    target = f" (target {max_flops / 1e6:,.2f}M)" if max_flops is not None else ""
+    target = f" (round target {round_flops / 1e6:,.2f}M)" if round_flops is not None else ""
     line = (
         f"{title} - FLOPs {entry['flops'] / 1e6:,.2f}M{target} of "
         f"{original.flops / 1e6:,.2f}M - params {entry['params']:,} - "
