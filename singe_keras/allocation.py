@@ -118,14 +118,7 @@ def allocate(
     most = plan_removing(len(order))
     if not fits(most):
         smallest = cost_lib.count_costs(graph, most)
-        raise ValueError(
-            "The target cannot be reached: with min_units="
-            f"{min_units} and round_to={round_to}, the smallest reachable model "
-            f"has {smallest.flops:,} FLOPs and {smallest.params:,} parameters. "
-            f"Received: target_flops={max_flops}, target_params={max_params} "
-            "(absolute). Raise the target, or lower `min_units`/`round_to`, or "
-            "remove layers from `ignored_layers`."
-        )
+        raise _unreachable(smallest, min_units, round_to, max_flops, max_params)
     low, high = 0, len(order)  # fits(plan_removing(high)) holds
     while low < high:
         middle = (low + high) // 2
@@ -145,3 +138,31 @@ def _removal_order(graph, normalized, min_units):
         removable[start + best[: min(min_units, group.size)]] = False
     candidates = np.flatnonzero(removable)
     return candidates[np.argsort(normalized[candidates], kind="stable")]
+
+
+def check_reachable(graph, max_flops, max_params, min_units=1, round_to=1):
+    """Raises the `allocate` error if no plan can meet the targets."""
+    smallest = cost_lib.count_costs(graph, _smallest_plan(graph, min_units, round_to))
+    if (max_flops is not None and smallest.flops > max_flops) or (
+        max_params is not None and smallest.params > max_params
+    ):
+        raise _unreachable(smallest, min_units, round_to, max_flops, max_params)
+
+
+def _smallest_plan(graph, min_units, round_to):
+    keep = {}
+    for group in graph.groups:
+        count = min(group.size, -(-min(min_units, group.size) // round_to) * round_to)
+        keep[group.name] = range(count)
+    return Plan(keep, {g.name: g.size for g in graph.groups})
+
+
+def _unreachable(smallest, min_units, round_to, max_flops, max_params):
+    return ValueError(
+        "The target cannot be reached: with min_units="
+        f"{min_units} and round_to={round_to}, the smallest reachable model "
+        f"has {smallest.flops:,} FLOPs and {smallest.params:,} parameters. "
+        f"Received: target_flops={max_flops}, target_params={max_params} "
+        "(absolute). Raise the target, or lower `min_units`/`round_to`, or "
+        "remove layers from `ignored_layers`."
+    )

@@ -22,6 +22,7 @@ from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
+from singe_keras import pruning
 from singe_keras import scoring
 from singe_keras.gating import GatedModel
 from singe_keras.plan import Plan
@@ -116,29 +117,15 @@ class PruningCallback(keras.callbacks.Callback):
     ):
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
-        allocation.absolute_target("target_flops", target_flops, 1)  # validates
-        allocation.absolute_target("target_params", target_params, 1)
-        if target_flops is None and target_params is None:
-            raise ValueError(
-                "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
-                "the model's, or an absolute count > 1). Received neither."
-            )
+        pruning.check_options(
+            target_flops, target_params, normalization, verbose,
+            pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
+            min_units=min_units, round_to=round_to,
+        )
         if self.criterion.needs_data and data is None:
             raise ValueError(
                 f"The {self.criterion.name!r} criterion needs scoring data: pass "
                 "`data=(x, y)`, or use criterion='l1', 'l2', 'bn_scale' or 'random'."
-            )
-        for name, value, low in (("pruning_events", pruning_events, 1),
-                                 ("start_epoch", start_epoch, 0),
-                                 ("frequency", frequency, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
-                )
-        if normalization not in allocation.NORMALIZATIONS:
-            raise ValueError(
-                f"`normalization` must be one of {list(allocation.NORMALIZATIONS)}. "
-                f"Received: normalization={normalization!r}"
             )
         self.target_flops, self.target_params = target_flops, target_params
         self.data = data
@@ -160,16 +147,28 @@ class PruningCallback(keras.callbacks.Callback):
                 stacklevel=2,
             )
             graph = graph_lib.CouplingGraph(self.model, ignored + unmaskable, warn=False)
-        self._graph = graph
-        self._masks = _install_masks(graph)
+        if self.data is not None:
+            data_lib.check_data(self.data, self.model)
         original = cost_lib.count_costs(graph)
-        self._original = original
         self._targets = (
             allocation.absolute_target("target_flops", self.target_flops, original.flops),
             allocation.absolute_target("target_params", self.target_params, original.params),
         )
-        if self.data is not None:
-            data_lib.check_data(self.data, self.model)
+        allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to)
+        self._graph, self._original = graph, original
+        self._masks = _install_masks(graph)
+        # A train function compiled before the masks existed would not apply them.
+        self.model.make_train_function(force=True)
+
+    def on_train_end(self, logs=None):
+        last_epoch = self.start_epoch + (self.pruning_events - 1) * self.frequency
+        if last_epoch >= self.params.get("epochs", 0):
+            warnings.warn(
+                f"PruningCallback's last pruning event is at epoch {last_epoch}, but "
+                "fit stopped before it: the model has not reached its target. Train "
+                "for more epochs, or lower `pruning_events`/`frequency`.",
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         event = (epoch - self.start_epoch) // self.frequency + 1
@@ -287,11 +286,10 @@ def strip(model):
         if isinstance(getattr(node.layer, attribute).constraint, UnitMask)
     ]
     kept = _kept_units(graph, masks)
-    plan = Plan.full(graph)
-    for group in graph.groups:
-        start = graph.group_offset(group.name)
-        plan = plan.with_kept(group.name, np.flatnonzero(kept[start : start + group.size]))
-    small = rebuild(graph, plan)
+    keep = {
+        g.name: np.flatnonzero(kept[graph.group_offset(g.name) :][: g.size]) for g in graph.groups
+    }
+    small = rebuild(graph, Plan(keep, {g.name: g.size for g in graph.groups}))
     for node, attribute, constraint_attribute, _ in _mask_targets(
         graph_lib.CouplingGraph(small, warn=False)
     ):

@@ -38,7 +38,7 @@ def check_data(data, model, argument="data"):
     Args:
         data: a `tf.data.Dataset`, a tuple of arrays `(x, y[, sample_weight])`
             or a `keras.utils.PyDataset`.
-        model: the model the data feeds (single input).
+        model: the model the data feeds (single input and output).
         argument: the argument name used in error messages.
     """
     if not isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, tuple, list)):
@@ -46,6 +46,14 @@ def check_data(data, model, argument="data"):
             f"`{argument}` must be a tf.data.Dataset, a keras.utils.PyDataset or "
             f"a tuple `(x, y)` of arrays. Received: {argument} of type "
             f"{type(data).__name__}"
+        )
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            "Scoring and fine-tuning data are supported for single-input, "
+            f"single-output models; this model has {len(model.inputs)} inputs and "
+            f"{len(model.outputs)} outputs. Tracing, gating, rebuilding and cost "
+            "counting work on it; use a magnitude criterion ('l1', 'l2', "
+            "'bn_scale') without fine-tuning, or prune a single-output copy."
         )
     first = next(iter(_source_batches(data)), None)
     if first is None:

@@ -17,14 +17,13 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from singe_keras.files import write_atomically
+from singe_keras.files import atomic_output, write_atomically
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 _FLOAT_TOLERANCE = 1e-4
@@ -119,6 +118,13 @@ def export_tflite(
     ```
     """
     _check_arguments(model, path, quantization, representative_dataset, io_dtype)
+    if isinstance(verification_samples, bool) or not isinstance(verification_samples, int) or (
+        verification_samples < 1
+    ):
+        raise ValueError(
+            "`verification_samples` must be a positive integer. "
+            f"Received: verification_samples={verification_samples!r}"
+        )
     samples = _samples(model, representative_dataset, verification_samples)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -151,17 +157,10 @@ def export_tflite(
     finally:
         if not quiet:
             keras.config.enable_interactive_logging()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tflite.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_output(path, suffix=".tflite") as tmp:
+        with open(tmp, "wb") as f:
             f.write(content)
         result = _verify(model, tmp, quantization, samples)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return dataclasses.replace(result, path=os.fspath(path))
 
 

@@ -1,25 +1,44 @@
 """Files: atomic writes, and JSON records that save and load themselves.
 
 A crash never leaves a half-written file behind: everything is written to a
-temporary file in the same folder, then renamed.
+temporary file in the same folder, flushed to disk, then renamed over the
+target. The result has the permissions a plain `open()` would give it.
 """
 
+import contextlib
 import json
 import os
 import tempfile
 
 
-def write_atomically(path, content):
-    """Writes `content` (bytes) to `path` through a temp file and a rename."""
+@contextlib.contextmanager
+def atomic_output(path, suffix=".tmp"):
+    """Yields a temporary path; renames it to `path` if the block succeeds.
+
+    If the block raises, the temporary file is deleted and `path` is left as
+    it was.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_atomically(path, content):
+    """Writes `content` (bytes) to `path` atomically."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
 
 
 class JsonRecord:

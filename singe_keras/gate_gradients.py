@@ -48,6 +48,9 @@ def attribution_step(gated, loss_fn):
 
 
 def _make_step(gated, loss_fn):
+    # A weak reference: the cache's value must not keep its key alive.
+    gated = weakref.ref(gated)
+
     def step(x, y, sample_weight, gates, weights, masks):
         points = tf.shape(gates)[0]
         batch = tf.shape(sample_weight)[0]
@@ -55,7 +58,7 @@ def _make_step(gated, loss_fn):
         rows = tf.repeat(gates, batch, axis=0)  # point-major, like `tile`
         with tf.GradientTape() as tape:
             tape.watch(rows)
-            predictions = gated(keras.tree.map_structure(tile, x), gates=rows, training=False)
+            predictions = gated()(keras.tree.map_structure(tile, x), gates=rows, training=False)
             losses = per_sample(loss_fn, tile(y), predictions) * tile(sample_weight)
             total = tf.reduce_sum(losses)
         gradients = tape.gradient(total, rows)

@@ -51,7 +51,6 @@ class Tracer:
         self._units_of_layer = {}
         self.path = None  # path of the layer being traced
         self.depth = 0  # its distance from the model inputs
-        self.fix_reasons = {}
 
     def _new(self, count, fixed):
         start = len(self._parent)
@@ -91,14 +90,10 @@ class Tracer:
                 self._parent[root_b] = root_a
                 self._fixed[root_a] = self._fixed[root_a] or self._fixed[root_b]
 
-    def fix(self, labels, reason):
-        """The channels `labels` are never pruned, because of `reason`."""
+    def fix(self, labels):
+        """The channels `labels` are never pruned."""
         for label in labels:
-            root = self.find(label)
-            if not self._fixed[root]:
-                self._fixed[root] = True
-                self.fix_reasons.setdefault(reason, 0)
-                self.fix_reasons[reason] += 1
+            self._fixed[self.find(label)] = True
 
     def is_fixed(self, label):
         return self._fixed[self.find(label)]
@@ -228,7 +223,7 @@ class CouplingGraph:
         self.scope = self._trace_function(model, function, "", None, None)
         self.nodes = list(self.scope.nodes())
         for t in self.scope.outputs:
-            self._tracer.fix(self._labels[t], "model output")
+            self._tracer.fix(self._labels[t])  # model outputs are never pruned
         self._fix_ignored(ignored_layers)
         self._unit_indices = {}
         self._number_units()
@@ -260,7 +255,9 @@ class CouplingGraph:
             input_ids = []
             for kt in function.inputs:
                 input_ids.append(self._tensor())
-                self._labels[input_ids[-1]] = self._tracer.new_fixed(kt.shape[-1])
+                self._labels[input_ids[-1]] = self._tracer.new_fixed(
+                    handlers_lib.channel_count(kt.shape)
+                )
         for kt, t in zip(function.inputs, input_ids):
             keys[id(kt)] = t
         items = []
@@ -323,9 +320,10 @@ class CouplingGraph:
             self.barriers[traced.path] = handler.reason
         # A layer called several times reads its inputs with one set of
         # weights: channel i of every call is removed together.
-        first = self._first_call_inputs.setdefault(id(layer), inputs)
-        for a, b in zip(first, inputs):
-            tracer.couple(a, b)
+        if getattr(layer, "weights", None):
+            first = self._first_call_inputs.setdefault(id(layer), inputs)
+            for a, b in zip(first, inputs):
+                tracer.couple(a, b)
         traced.handler = handler
         traced.outputs = []
         for labels in outputs:
@@ -336,6 +334,8 @@ class CouplingGraph:
         return traced.outputs
 
     def _fix_ignored(self, ignored_layers):
+        if isinstance(ignored_layers, (str, keras.layers.Layer)):
+            ignored_layers = [ignored_layers]
         names = [getattr(x, "name", x) for x in ignored_layers or ()]
         by_name = {}
         for node in self.nodes:
@@ -351,7 +351,7 @@ class CouplingGraph:
         for name in names:
             for node in by_name[name]:
                 for t in node.outputs:
-                    self._tracer.fix(self._labels[t], f"{name}: in ignored_layers")
+                    self._tracer.fix(self._labels[t])
 
     def _number_units(self):
         """Gives each prunable unit a group and an index within it."""
@@ -423,13 +423,6 @@ class CouplingGraph:
             f"No coupling group named {name!r}. "
             f"Groups: {[g.name for g in self.groups]}"
         )
-
-    def get_layer(self, path):
-        """The layer at `path` (`"backbone/conv1"` for a layer of a nested model)."""
-        for node in self.nodes:
-            if node.path == path:
-                return node.layer
-        raise ValueError(f"No layer at path {path!r} in model {self.model.name!r}.")
 
     def group_offset(self, name):
         """Index of the group's first unit in the flat vector of all units."""

@@ -146,6 +146,11 @@ def _channels_last(layer):
         )
 
 
+def channel_count(shape):
+    """The size of the channel (last) axis; 1 for tensors without one."""
+    return shape[-1] if len(shape) > 1 and shape[-1] is not None else 1
+
+
 def _spatial_size(shape):
     """Product of the dimensions between the batch and the channel axes."""
     if any(d is None for d in shape[1:-1]):
@@ -263,6 +268,11 @@ def _nonzero_at_zero(function):
     return bool(keras.ops.convert_to_numpy(function(keras.ops.zeros((1, 1)))).item() != 0)
 
 
+def _activation_is_source(layer):
+    """Zero weights give `activation(0)`: a zero only if that is zero."""
+    return _nonzero_at_zero(keras.activations.get(layer.activation))
+
+
 class ElementwiseHandler(LayerHandler):
     """A weightless element-wise function (ReLU, ELU, an Activation layer).
 
@@ -304,21 +314,24 @@ class MergeHandler(LayerHandler):
     """Add, Subtract, Multiply, Average, Maximum, Minimum: inputs are coupled.
 
     An input with a single channel broadcast over the others (a spatial
-    attention map) is not coupled; its channel is fixed.
+    attention map) is not coupled; its channel is fixed. It also makes the
+    merge a source (`0 + a != 0`), except for `Multiply` (`0 * a == 0`).
     """
+
+    def is_source(self, layer, call):
+        width = call.output_shapes[0][-1]
+        broadcast = any(shape[-1] != width for shape in call.input_shapes)
+        return broadcast and not isinstance(layer, keras.layers.Multiply)
 
     def propagate(self, layer, call, inputs, tracer):
         width = max(len(labels) for labels in inputs)
         full = [labels for labels in inputs if len(labels) == width]
         for labels in inputs:
             if len(labels) != width:
-                tracer.fix(labels, f"{layer.name}: broadcast over the channel axis")
+                tracer.fix(labels)  # broadcast over the channel axis
         for labels in full[1:]:
             tracer.couple(full[0], labels)
         return [full[0]]
-
-    def rebuild_config(self, layer, call, config, in_keep, out_keep):
-        return config
 
 
 class ConcatenateHandler(LayerHandler):
@@ -403,8 +416,7 @@ class ProducerHandler(LayerHandler):
         return np.moveaxis(kernel, self.out_axis, -1)
 
     def output_parameters(self, layer):
-        # Zero weights give activation(0): only a zero when activation(0) == 0.
-        if _nonzero_at_zero(keras.activations.get(layer.activation)):
+        if _activation_is_source(layer):
             return []
         return [("kernel", "kernel_constraint", self.out_axis), ("bias", "bias_constraint", -1)]
 
@@ -429,7 +441,7 @@ class DenseHandler(ProducerHandler):
     units_key = "units"
 
     def macs(self, layer, call):
-        positions = math.prod(d for d in call.output_shapes[0][1:-1])
+        positions = _spatial_size(call.output_shapes[0])
         return positions * call.input_shapes[0][-1] * call.output_shapes[0][-1]
 
 
@@ -469,7 +481,7 @@ class DepthwiseConvHandler(LayerHandler):
         return layer.depth_multiplier == 1
 
     def output_parameters(self, layer):
-        if _nonzero_at_zero(keras.activations.get(layer.activation)):
+        if _activation_is_source(layer):
             return []
         return [("bias", "bias_constraint", -1)]
 
@@ -491,7 +503,7 @@ class SeparableConvHandler(ProducerHandler):
         return keras.ops.convert_to_numpy(layer.pointwise_kernel)
 
     def output_parameters(self, layer):
-        if _nonzero_at_zero(keras.activations.get(layer.activation)):
+        if _activation_is_source(layer):
             return []
         return [("pointwise_kernel", "pointwise_constraint", -1), ("bias", "bias_constraint", -1)]
 
@@ -521,8 +533,8 @@ class BarrierHandler(LayerHandler):
 
     def propagate(self, layer, call, inputs, tracer):
         for labels in inputs:
-            tracer.fix(labels, f"{layer.name}: {self.reason}")
-        return [tracer.new_fixed(shape[-1] if shape else 1) for shape in call.output_shapes]
+            tracer.fix(labels)
+        return [tracer.new_fixed(channel_count(shape)) for shape in call.output_shapes]
 
     def passes_channels(self, layer, call):
         return False

@@ -27,7 +27,7 @@ from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
 from singe_keras import scoring
-from singe_keras.files import write_atomically
+from singe_keras.files import atomic_output, write_atomically
 from singe_keras.plan import Plan
 from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
@@ -130,26 +130,15 @@ def prune(
     ```
     """
     criterion = criteria_lib.get(criterion)
-    _check_options(
-        rounds=rounds, finetune_steps=finetune_steps, final_epochs=final_epochs,
-        batch_size=batch_size, min_units=min_units, round_to=round_to,
+    check_options(
+        target_flops, target_params, normalization, verbose, rounds=rounds,
+        finetune_steps=finetune_steps, final_epochs=final_epochs, batch_size=batch_size,
+        min_units=min_units, round_to=round_to,
     )
-    if normalization not in allocation.NORMALIZATIONS:
-        raise ValueError(
-            f"`normalization` must be one of {list(allocation.NORMALIZATIONS)}. "
-            f"Received: normalization={normalization!r}"
-        )
-    if verbose not in (0, 1):
-        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     graph = graph_lib.trace(model, ignored_layers)
     original = cost_lib.count_costs(graph)
     max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
     max_params = allocation.absolute_target("target_params", target_params, original.params)
-    if max_flops is None and max_params is None:
-        raise ValueError(
-            "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
-            "the model's, or an absolute count > 1). Received neither."
-        )
     training = finetune_steps > 0 or final_epochs > 0
     if (criterion.needs_data or training) and dataset is None:
         raise ValueError(
@@ -161,11 +150,10 @@ def prune(
         data_lib.check_data(dataset, model, "dataset")
     if validation_data is not None:
         data_lib.check_data(validation_data, model, "validation_data")
-    compile_config = _compile_config(model, optimizer, loss, metrics, training,
-                                     criterion.needs_data and criterion.loss is None)
+    compile_settings = _compile_settings(model, optimizer, loss, metrics, training,
+                                         criterion.needs_data and criterion.loss is None)
     # Fails now, with the smallest reachable costs, if the target is impossible.
-    allocation.allocate(graph, np.zeros(graph.num_units), max_flops, max_params,
-                        "none", min_units, round_to)
+    allocation.check_reachable(graph, max_flops, max_params, min_units, round_to)
 
     settings = {
         "target_flops": max_flops, "target_params": max_params,
@@ -175,6 +163,8 @@ def prune(
         "min_units": min_units, "round_to": round_to,
         "ignored_layers": [getattr(x, "name", x) for x in ignored_layers or ()],
         "seed": seed,
+        # A different optimizer, loss or metrics makes another call.
+        "compile": keras.saving.serialize_keras_object(compile_settings),
     }
     checkpoint = _Checkpoint(checkpoint_dir, _fingerprint(model, settings)) if checkpoint_dir else None
     state = checkpoint.load() if checkpoint else None
@@ -185,7 +175,7 @@ def prune(
     else:
         current, report, first_round = state
         logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
-    _compile(current, compile_config)
+    _compile(current, compile_settings)
 
     for round_index in range(first_round, rounds + 1):
         started = time.perf_counter()
@@ -202,7 +192,7 @@ def prune(
         )
         report.record_plan(graph, plan)
         current = rebuild(graph, plan)
-        _compile(current, compile_config)
+        _compile(current, compile_settings)
         logs = {}
         if finetune_steps:
             logs = _finetune(current, dataset, round_index, finetune_steps, batch_size, seed)
@@ -241,42 +231,82 @@ def prune(
     return (current, report) if return_report else current
 
 
-def _check_options(**options):
-    for name, value in options.items():
-        low = 1 if name in ("rounds", "batch_size", "min_units", "round_to") else 0
+def check_options(target_flops, target_params, normalization, verbose, **integers):
+    """Validates the options `prune` and `PruningCallback` share.
+
+    Raises:
+        ValueError: naming the first bad option and the value received.
+    """
+    for name, target in (("target_flops", target_flops), ("target_params", target_params)):
+        allocation.absolute_target(name, target, 1)
+    if target_flops is None and target_params is None:
+        raise ValueError(
+            "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
+            "the model's, or an absolute count > 1). Received neither."
+        )
+    for name, value in integers.items():
+        low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch") else 1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(
                 f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
             )
+    if normalization not in allocation.NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {list(allocation.NORMALIZATIONS)}. "
+            f"Received: normalization={normalization!r}"
+        )
+    if verbose not in (0, 1):
+        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
 
 
-def _compile_config(model, optimizer, loss, metrics, training, needs_loss):
-    """What each rebuilt model is compiled with; errors if something is missing."""
-    config = model.get_compile_config() if model.compiled else {}
-    config = dict(config or {})
-    if optimizer is not None:
-        config["optimizer"] = keras.optimizers.serialize(keras.optimizers.get(optimizer))
-    if loss is not None:
-        config["loss"] = keras.losses.serialize(keras.losses.get(loss)) if isinstance(
-            loss, (str, keras.losses.Loss)) else loss
+def _compile_settings(model, optimizer, loss, metrics, training, needs_loss):
+    """What each rebuilt model is compiled with; errors if something is missing.
+
+    The loss and metrics stay the live objects (a custom function or a lambda
+    survives); the optimizer is kept as a config, so that every rebuilt
+    model gets a fresh one.
+    """
+    config = dict(model.get_compile_config() or {}) if model.compiled else {}
+    loss = loss if loss is not None else (model.loss if model.compiled else None)
+    optimizer = optimizer if optimizer is not None else (
+        model.optimizer if model.compiled else None)
+    config.pop("loss", None)
+    config.pop("optimizer", None)
     if metrics is not None:
-        config["metrics"] = metrics
-    if (training or needs_loss) and config.get("loss") is None:
+        config.pop("metrics", None)
+    try:
+        settings = keras.saving.deserialize_keras_object(config)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "The model's compiled metrics cannot be rebuilt for the pruned "
+            f"model ({error}). Pass `metrics=` explicitly."
+        ) from error
+    if metrics is not None:
+        settings["metrics"] = metrics
+    settings["loss"] = loss
+    settings["optimizer"] = (
+        keras.optimizers.serialize(keras.optimizers.get(optimizer)) if optimizer else None
+    )
+    if (training or needs_loss) and loss is None:
         raise ValueError(
             "Scoring with gradients and fine-tuning need a loss: compile the "
             "model (`model.compile(optimizer=..., loss=...)`) or pass `loss=`."
         )
-    if training and config.get("optimizer") is None:
+    if training and optimizer is None:
         raise ValueError(
             "Fine-tuning needs an optimizer: compile the model or pass "
             "`optimizer=` (or set finetune_steps=0 and final_epochs=0)."
         )
-    return config
+    return settings
 
 
-def _compile(model, config):
-    if config:
-        model.compile_from_config(config)
+def _compile(model, settings):
+    if settings["loss"] is None and settings["optimizer"] is None:
+        return  # nothing to compile with: pruning without data or training
+    optimizer = settings["optimizer"]
+    model.compile(
+        **{**settings, "optimizer": keras.optimizers.deserialize(optimizer) if optimizer else "sgd"}
+    )
 
 
 def _training_stream(dataset, batch_size, seed):
@@ -313,15 +343,22 @@ def _fit(model, dataset, epochs, batch_size, validation_data):
     if isinstance(dataset, (tf.data.Dataset, keras.utils.PyDataset)):
         return model.fit(dataset, epochs=epochs, validation_data=validation_data,
                          shuffle=False, verbose=0)
-    return model.fit(*dataset, batch_size=batch_size, epochs=epochs,
+    return model.fit(**_arrays(dataset), batch_size=batch_size, epochs=epochs,
                      validation_data=validation_data, verbose=0)
+
+
+def _arrays(data):
+    """`(x, y[, sample_weight])` arrays as keyword arguments of fit/evaluate."""
+    x, y, *weight = data
+    return {"x": x, "y": y, "sample_weight": weight[0] if weight else None}
 
 
 def _evaluate(model, data, batch_size):
     if isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
         logs = model.evaluate(data, return_dict=True, verbose=0)
     else:
-        logs = model.evaluate(*data, batch_size=batch_size, return_dict=True, verbose=0)
+        logs = model.evaluate(**_arrays(data), batch_size=batch_size, return_dict=True,
+                              verbose=0)
     return {f"val_{k}": v for k, v in logs.items()}
 
 
@@ -367,11 +404,10 @@ class _Checkpoint:
 
     def save(self, model, report, round_index):
         path = self._model_path(round_index)
-        tmp = path + ".tmp.keras"
-        model.save(tmp)
-        with open(tmp, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        os.replace(tmp, path)
+        with atomic_output(path, suffix=".keras") as tmp:
+            model.save(tmp)
+            with open(tmp, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
         state = {
             "fingerprint": self.fingerprint,
             "round": round_index,

@@ -5,12 +5,9 @@ channel indices, relative to the original model, is enough to re-derive the
 pruned architecture from the original (`PruningReport.to_plan`).
 """
 
-import os
-import tempfile
-
 import numpy as np
 
-from singe_keras.files import JsonRecord
+from singe_keras.files import JsonRecord, atomic_output
 from singe_keras.plan import Plan
 
 
@@ -39,6 +36,7 @@ class PruningReport(JsonRecord):
                 continue
             layers[node.path] = {
                 "class_name": type(node.layer).__name__,
+                "produces_units": node.handler.output_weights(node.layer) is not None,
                 "units": int(node.call.output_shapes[0][-1]),
                 "kept_outputs": list(range(node.call.output_shapes[0][-1])),
                 "kept_inputs": [list(range(s[-1])) for s in node.call.input_shapes],
@@ -99,14 +97,15 @@ class PruningReport(JsonRecord):
             raise ImportError(
                 'Plotting needs matplotlib: pip install "singe-keras[plot]"'
             ) from error
-        producers = {
-            k: v for k, v in self.layers.items() if len(v["kept_outputs"]) < v["units"]
+        shrunk = {
+            k: v for k, v in self.layers.items()
+            if v.get("produces_units") and len(v["kept_outputs"]) < v["units"]
         }
         figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-        names = list(producers)
+        names = list(shrunk)
         positions = np.arange(len(names))
-        left.bar(positions, [producers[n]["units"] for n in names], label="before")
-        left.bar(positions, [len(producers[n]["kept_outputs"]) for n in names], label="after")
+        left.bar(positions, [shrunk[n]["units"] for n in names], label="before")
+        left.bar(positions, [len(shrunk[n]["kept_outputs"]) for n in names], label="after")
         left.set_xticks(positions, names, rotation=90, fontsize=7)
         left.set_ylabel("output channels")
         left.legend()
@@ -126,14 +125,9 @@ class PruningReport(JsonRecord):
             right.set_ylabel(metric)
             right.invert_xaxis()
         figure.tight_layout()
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-        os.close(fd)
         try:
-            figure.savefig(tmp, dpi=100)
-            os.replace(tmp, path)
+            with atomic_output(path, suffix=".png") as tmp:
+                figure.savefig(tmp, dpi=100)
         finally:
             plt.close(figure)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 

@@ -84,7 +84,7 @@ class _Surgeon:
         config = node.handler.rebuild_config(
             layer, node.call, copy.deepcopy(layer.get_config()), in_keep, out_keep
         )
-        new = type(layer).from_config(config)
+        new = _layer_from_config(layer, config)
         outputs = node(values, layer=new)  # builds the new layer
         _, sliced = node.resized(in_keep, out_keep)
         if sliced is None:
@@ -93,3 +93,17 @@ class _Surgeon:
             new.set_weights([sliced[w.name] for w in new.weights])
         self.layers[id(layer)] = new
         return outputs
+
+
+def _layer_from_config(layer, config):
+    """A new, unbuilt layer of `layer`'s class with `config`.
+
+    Goes through Keras's own deserialization (registered custom layers
+    resolve as when loading a model), without safe mode: the config comes
+    from an object already in memory, so a `Lambda`'s function is the user's
+    own code, not untrusted input.
+    """
+    serialized = keras.saving.serialize_keras_object(layer)
+    serialized["config"] = config
+    serialized.pop("build_config", None)
+    return keras.saving.deserialize_keras_object(serialized, safe_mode=False)

@@ -123,7 +123,8 @@ def test_gradient_criterion_without_data_is_rejected():
 
 
 @pytest.mark.parametrize("option, value", [("pruning_events", 0), ("frequency", 0),
-                                           ("start_epoch", -1), ("normalization", "x")])
+                                           ("start_epoch", -1), ("normalization", "x"),
+                                           ("min_units", 0), ("round_to", 0), ("verbose", 3)])
 def test_bad_schedule_is_rejected(option, value):
     with pytest.raises(ValueError, match=f"`{option}` must be"):
         singe_keras.PruningCallback(target_flops=0.5, criterion="l1", **{option: value})
@@ -132,3 +133,22 @@ def test_bad_schedule_is_rejected(option, value):
 def test_bad_target_is_rejected():
     with pytest.raises(ValueError, match="`target_flops` must be in"):
         singe_keras.PruningCallback(target_flops=-1, criterion="l1")
+
+
+def test_callback_after_a_warm_up_fit_keeps_pruned_units_at_zero():
+    model = zoo.build("chain")
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=CE)
+    x, y = _data(model)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # compiles a train function
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
+    np.testing.assert_allclose(singe_keras.strip(model)(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
+
+
+def test_too_few_epochs_for_the_schedule_is_reported():
+    model = zoo.build("chain")
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=4, verbose=0)
+    with pytest.warns(UserWarning, match="has not reached its target"):
+        _fit(model, callback, epochs=2)

@@ -298,3 +298,12 @@ def test_reduced_loss_is_rejected():
 def test_bad_data_is_rejected_before_work(data, error, message):
     with pytest.raises(error, match=message):
         singe_keras.score(_compiled("chain"), data)
+
+
+def test_multi_output_models_are_refused_with_what_works():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, [keras.layers.Dense(3)(x), keras.layers.Dense(2)(x)])
+    model.compile(loss=["mse", "mse"])
+    with pytest.raises(ValueError, match="single-input, single-output"):
+        singe_keras.score(model, (np.zeros((4, 8, 8, 3)), np.zeros(4)))

@@ -153,3 +153,17 @@ def test_unknown_group_name_is_rejected():
     graph = singe_keras.trace(zoo.build("chain"))
     with pytest.raises(ValueError, match="No coupling group named 'x'"):
         graph.group("x")
+
+
+def test_a_weightless_layer_reused_on_other_widths_couples_nothing():
+    inputs = keras.Input((6, 6, 3))
+    relu = L.ReLU(name="relu")
+    a = relu(L.Conv2D(4, 3, name="c1")(inputs))
+    b = relu(L.Conv2D(8, 3, name="c2")(inputs))
+    x = L.Concatenate()([L.GlobalAveragePooling2D()(a), L.GlobalAveragePooling2D()(b)])
+    groups = _groups(keras.Model(inputs, L.Dense(2)(x)))
+    assert groups["c1"].producers == ("c1",) and groups["c2"].producers == ("c2",)
+
+
+def test_ignored_layers_may_be_a_single_name():
+    assert "a_conv" not in _groups(zoo.build("chain"), ignored_layers="a_conv")

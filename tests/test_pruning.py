@@ -233,3 +233,37 @@ def test_passed_loss_and_optimizer_are_used_for_an_uncompiled_model():
                                finetune_steps=2, loss=CE, optimizer="sgd", verbose=0)
     assert pruned.optimizer.__class__.__name__ == "SGD"
     assert not model.compiled
+
+
+def _custom_loss(y_true, y_pred):
+    return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+
+@pytest.mark.parametrize("loss", [_custom_loss, lambda y, p: _custom_loss(y, p)])
+def test_custom_and_lambda_losses_survive_the_rebuilds(loss):
+    model = zoo.build("chain")
+    model.compile(optimizer="sgd", loss=loss)
+    pruned = singe_keras.prune(model, _data(model), target_flops=0.5, rounds=2,
+                               finetune_steps=2, verbose=0)
+    assert pruned.loss is loss
+
+
+def test_sample_weights_reach_final_epochs_and_validation():
+    model = _compiled("chain")
+    x, y = _data(model)
+    weights = np.linspace(0.5, 1.5, len(x)).astype("float32")
+    _, report = singe_keras.prune(model, (x, y, weights), target_flops=0.5, rounds=1,
+                                  finetune_steps=1, final_epochs=1,
+                                  validation_data=(x[:16], y[:16], weights[:16]),
+                                  return_report=True, verbose=0)
+    assert "val_loss" in report.rounds[-1]["metrics"]
+
+
+def test_checkpoint_with_another_optimizer_is_refused(tmp_path):
+    model = _compiled("chain")
+    data = _data(model)
+    arguments = dict(target_flops=0.5, rounds=2, finetune_steps=1, checkpoint_dir=tmp_path,
+                     verbose=0)
+    singe_keras.prune(model, data, **arguments)
+    with pytest.raises(ValueError, match="another model or other arguments"):
+        singe_keras.prune(model, data, optimizer="adam", **arguments)

@@ -238,6 +238,8 @@ def spatial_attention():
     x = conv_bn(inputs, 6, "feat")
     attention = L.Conv2D(1, 1, activation="sigmoid", name="att")(x)
     x = L.Multiply(name="apply")([x, attention])
+    x = L.Add(name="shift")([x, attention])  # 0 + a != 0: gated after the Add
+    x = conv_bn(x, 5, "after")
     return keras.Model(inputs, head(x), name="spatial_attention")
 
 
