@@ -30,7 +30,7 @@ class Scores:
 
     def flat(self):
         """All relevances in one vector, group after group (as the gates)."""
-        return np.concatenate([self.values[g.name] for g in self.groups])
+        return np.concatenate([np.zeros(0)] + [self.values[g.name] for g in self.groups])
 
     def to_dict(self):
         return {
@@ -95,7 +95,11 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
             )
         data_lib.check_data(data, gated.graph.model)
         criteria_lib.resolve_loss(criterion.loss, gated.graph.model)
-    relevance = np.asarray(criterion.score(gated, data), dtype="float64")
+    relevance = (
+        np.asarray(criterion.score(gated, data), dtype="float64")
+        if gated.graph.num_units
+        else np.zeros(0)  # nothing prunable: nothing to score
+    )
     values, offset = {}, 0
     for group in gated.graph.groups:
         values[group.name] = relevance[offset : offset + group.size]

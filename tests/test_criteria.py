@@ -307,3 +307,11 @@ def test_multi_output_models_are_refused_with_what_works():
     model.compile(loss=["mse", "mse"])
     with pytest.raises(ValueError, match="single-input, single-output"):
         singe_keras.score(model, (np.zeros((4, 8, 8, 3)), np.zeros(4)))
+
+
+def test_a_model_with_nothing_to_prune_scores_empty():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.compile(loss="mse")
+    scores = singe_keras.score(model, (np.zeros((4, 4)), np.zeros((4, 3))))
+    assert scores.groups == () and scores.flat().size == 0
