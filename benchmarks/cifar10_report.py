@@ -77,7 +77,8 @@ def part4_table(part4):
         "| K (steps) | normalization | FLOPs | top-1, BN re-estimated (%) | seconds | seeds |",
         "|---|---|---|---|---|---|",
     ]
-    for (steps, normalization, target), runs in sorted(cells.items()):
+    order = lambda cell: (cell[0][1], int(cell[0][0][5:]), float(cell[0][2][5:]))
+    for (steps, normalization, target), runs in sorted(cells.items(), key=order):
         lines.append(
             f"| {steps[5:]} | {normalization} | {target[5:]} | "
             f"{_mean_std([r['accuracy_bn_recalibrated'] for r in runs])} | "

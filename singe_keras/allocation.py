@@ -69,7 +69,7 @@ def allocate(
     relevance,
     max_flops=None,
     max_params=None,
-    normalization="l2",
+    normalization="flops",
     min_units=1,
     round_to=1,
 ):
@@ -80,7 +80,7 @@ def allocate(
         relevance: `(num_units,)` relevance of every unit (a `Scores.flat()`).
         max_flops: keep at most this many FLOPs. Defaults to `None`.
         max_params: keep at most this many parameters. Defaults to `None`.
-        normalization: see `normalize`. Defaults to `"l2"`.
+        normalization: see `normalize`. Defaults to `"flops"`.
         min_units: every group keeps at least this many units (or all of
             them if it has fewer). Defaults to `1`.
         round_to: every group keeps a multiple of this many units (or all

@@ -109,7 +109,7 @@ class PruningCallback(keras.callbacks.Callback):
         pruning_events=4,
         start_epoch=0,
         frequency=1,
-        normalization="l2",
+        normalization="flops",
         min_units=1,
         round_to=1,
         ignored_layers=None,

@@ -108,7 +108,8 @@ class IntegratedGradients(Criterion):
     via Integrated Gradients Estimation of Neuron Relevance", NeurIPS 2022.
 
     Args:
-        steps: K, the number of quadrature points. Defaults to `8`.
+        steps: K, the number of quadrature points. Defaults to `4` (K from 1
+            to 16 ranked equally well on CIFAR-10, README "Measured choices").
         path: `"group"` or `"unit"`. Defaults to `"group"`.
         reduction: `"abs"` or `"signed"`. Defaults to `"abs"`.
         samples: how many examples to score on. Defaults to `256`.
@@ -132,7 +133,7 @@ class IntegratedGradients(Criterion):
 
     def __init__(
         self,
-        steps=8,
+        steps=4,
         path="group",
         reduction="abs",
         samples=256,
