@@ -28,9 +28,12 @@ def environment():
     }
 
 
+_STARTED = environment()  # when this process started: the code it runs
+
+
 def save(results, path):
-    """Writes `results` (plus `environment()`) as JSON, atomically."""
-    results = {"environment": environment(), **results}
+    """Writes `results` (plus the environment the process started in) as JSON, atomically."""
+    results = {"environment": _STARTED, **results}
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
