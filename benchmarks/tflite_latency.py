@@ -11,6 +11,8 @@ and timed with the device-side toolkit (export/litert_bench.py): batch 1,
     python benchmarks/tflite_latency.py --output benchmarks/results/tflite_latency.json
     python benchmarks/tflite_latency.py --round-to 8 \
         --output benchmarks/results/tflite_latency_round8.json
+    python benchmarks/tflite_latency.py --round-to 16 \
+        --output benchmarks/results/tflite_latency_round16.json
 """
 
 import argparse
