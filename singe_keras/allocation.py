@@ -34,7 +34,7 @@ def absolute_target(name, target, total):
     return float(target) * total if target <= 1 else float(target)
 
 
-def normalize(graph, relevance, normalization):
+def normalize(graph, relevance, normalization, kept_units=None):
     """Makes relevances comparable across groups.
 
     Args:
@@ -43,6 +43,8 @@ def normalize(graph, relevance, normalization):
         normalization: `"none"`; `"l2"`, each group's relevances divided by
             their L2 norm; or `"flops"`, each unit's relevance divided by the
             FLOPs its removal saves.
+        kept_units: the units still in the model (a boolean mask; units
+            already masked out cost nothing). Defaults to `None` (all).
 
     Returns:
         The normalised `(num_units,)` relevance.
@@ -50,16 +52,17 @@ def normalize(graph, relevance, normalization):
     relevance = np.asarray(relevance, dtype="float64").copy()
     if normalization == "none":
         return relevance
-    full = Plan.full(graph)
-    base = cost_lib.count_flops(graph) if normalization == "flops" else None
+    kept_units = np.ones(graph.num_units, bool) if kept_units is None else kept_units
+    current = Plan.from_mask(graph, kept_units)
+    base = cost_lib.count_flops(graph, current) if normalization == "flops" else None
     for group in graph.groups:
         units = slice(graph.group_offset(group.name), graph.group_offset(group.name) + group.size)
+        kept = current.keep[group.name]
         if normalization == "l2":
             norm = np.linalg.norm(relevance[units])
             relevance[units] /= norm if norm > 0 else 1.0
-        elif group.size > 1:  # "flops": what removing one unit of the group saves
-            one_less = full.with_kept(group.name, range(1, group.size))
-            saved = base - cost_lib.count_flops(graph, one_less)
+        elif len(kept) > 1:  # "flops": what removing one more unit of the group saves
+            saved = base - cost_lib.count_flops(graph, current.with_kept(group.name, kept[1:]))
             relevance[units] /= max(saved, 1)
     return relevance
 

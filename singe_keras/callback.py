@@ -74,7 +74,10 @@ class PruningCallback(keras.callbacks.Callback):
 
     Units that cannot be held at zero through weights (a channel that passes
     through `sigmoid`, whose value at zero is not zero) are not pruned; a
-    warning names them.
+    warning names them. Kernels keep the rows that read masked channels
+    (they are removed by `strip`), so magnitude criteria (`l1`, `l2`) can
+    rank a little differently here than in `singe_keras.prune`, which scores
+    the rebuilt model; gradient criteria see the same function in both.
 
     Args:
         target_flops: keep at most this fraction in (0, 1] of the model's
@@ -183,7 +186,7 @@ class PruningCallback(keras.callbacks.Callback):
         graph, (max_flops, max_params) = self._graph, self._targets
         kept = _kept_units(graph, self._masks)
         relevance = scoring.score(GatedModel(graph), self.data, self.criterion).flat()
-        relevance = allocation.normalize(graph, relevance, self.normalization)
+        relevance = allocation.normalize(graph, relevance, self.normalization, kept)
         relevance[~kept] = -np.inf  # pruned units stay pruned
         share = lambda total, target: None if target is None else total - (total - target) * fraction
         plan = allocation.allocate(
@@ -285,11 +288,7 @@ def strip(model):
         for node, attribute, _, _ in _mask_targets(graph)
         if isinstance(getattr(node.layer, attribute).constraint, UnitMask)
     ]
-    kept = _kept_units(graph, masks)
-    keep = {
-        g.name: np.flatnonzero(kept[graph.group_offset(g.name) :][: g.size]) for g in graph.groups
-    }
-    small = rebuild(graph, Plan(keep, {g.name: g.size for g in graph.groups}))
+    small = rebuild(graph, Plan.from_mask(graph, _kept_units(graph, masks)))
     for node, attribute, constraint_attribute, _ in _mask_targets(
         graph_lib.CouplingGraph(small, warn=False)
     ):

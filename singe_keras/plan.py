@@ -62,6 +62,18 @@ class Plan(JsonRecord):
             sizes={g.name: g.size for g in graph.groups},
         )
 
+    @classmethod
+    def from_mask(cls, graph, kept_units):
+        """The plan keeping the units where `kept_units` (flat, as `mask`) is true."""
+        kept_units = np.asarray(kept_units, bool)
+        return cls(
+            keep={
+                g.name: np.flatnonzero(kept_units[graph.group_offset(g.name) :][: g.size])
+                for g in graph.groups
+            },
+            sizes={g.name: g.size for g in graph.groups},
+        )
+
     def with_kept(self, group, units):
         """A copy of this plan where `group` keeps exactly `units`."""
         if group not in self.keep:
