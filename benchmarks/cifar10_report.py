@@ -121,8 +121,14 @@ def main():
         results = json.load(f)
     sections = [
         "# CIFAR-10 ResNet-20: SInGE against the baselines",
-        f"Command and environment: `{results['environment']['command']}`, commit "
-        f"`{results['environment']['git_commit'][:10]}`, {results['environment']['machine']}.",
+        "Runs: " + "; ".join(
+            f"`{run['command']}` (commit `{run['git_commit'][:10]}`): {run['produced']}"
+            for run in results.get("runs", [])
+        ) + f". Machine: {results['environment']['machine']}; TensorFlow "
+        f"{results['environment']['tensorflow']}, Keras {results['environment']['keras']}.",
+        "Part 1, part 2 and part 4 at 50% FLOPs/seed 0 ran with the defaults of the time, "
+        "K = 8 and normalization 'l2' (part 2 also at K = 8, 'l2'); part 4 compares the "
+        "options explicitly.",
         f"Unpruned test top-1 on the 2,000-image subset: "
         f"{100 * results['part1']['baseline']['accuracy']:.2f}%.",
         "## 1. Criteria without fine-tuning (2,000 test images)",
