@@ -93,6 +93,12 @@ def _leaves(model):
             yield layer
 
 
+def scoring_draw(train, seed):
+    """The `SCORING_SAMPLES` training images that score the units for `seed`."""
+    draw = np.random.default_rng(seed).choice(len(train[0]), SCORING_SAMPLES, replace=False)
+    return train[0][draw], train[1][draw]
+
+
 def criterion_of(name, samples=SCORING_SAMPLES, seed=0, **options):
     if name == "singe":
         return criteria.IntegratedGradients(samples=samples, **options)
@@ -109,8 +115,7 @@ def part1(results, train, test, baseline):
     if results.get("part1", "baseline") is None:
         results.put("part1", "baseline", {"accuracy": accuracy(baseline, x_test, y_test)})
     for seed in SEEDS:
-        draw = np.random.default_rng(seed).choice(len(train[0]), SCORING_SAMPLES, replace=False)
-        scoring = (train[0][draw], train[1][draw])
+        scoring = scoring_draw(train, seed)
         for name in ("singe", "taylor", "l1", "bn_scale", "random"):
             if seed > 0 and name in ("l1", "bn_scale"):
                 continue  # no scoring samples: the same for every seed
@@ -242,8 +247,7 @@ def part4(results, train, test, baseline):
     x_test, y_test = test[0][:EVAL_SUBSET], test[1][:EVAL_SUBSET]
     settings = [(k, "l2") for k in (1, 4, 8, 16)] + [(8, "none"), (8, "flops"), (4, "flops")]
     for seed in SEEDS:
-        draw = np.random.default_rng(seed).choice(len(train[0]), SCORING_SAMPLES, replace=False)
-        scoring = (train[0][draw], train[1][draw])
+        scoring = scoring_draw(train, seed)
         for target in (0.5, 0.35):
             for steps, normalization in settings:
                 key = f"steps{steps}/{normalization}/flops{target}/seed{seed}"

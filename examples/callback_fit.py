@@ -61,16 +61,20 @@ def main(argv=None):
     train = shared.make_train_dataset(x_train, y_train, args.batch_size, args.seed)
     model = shared.get_model(args, train)
 
+    def measure(model, name):
+        export = singe_keras.export_tflite(
+            model, os.path.join(args.output_dir, f"{name}_float32.tflite"),
+            representative_dataset=x_train[:200])
+        export.save()
+        return {
+            "accuracy": shared.accuracy(model, x_test, y_test),
+            "flops": singe_keras.count_flops(model),
+            "params": model.count_params(),
+            "export": export,
+        }
+
     # Measured before fit: the callback trains and masks this very model.
-    before = {
-        "accuracy": shared.accuracy(model, x_test, y_test),
-        "flops": singe_keras.count_flops(model),
-        "params": model.count_params(),
-        "export": singe_keras.export_tflite(
-            model, os.path.join(args.output_dir, "original_float32.tflite"),
-            representative_dataset=x_train[:200]),
-    }
-    before["export"].save()
+    before = measure(model, "original")
 
     callback = singe_keras.PruningCallback(
         target_flops=args.target_flops,
@@ -83,15 +87,7 @@ def main(argv=None):
 
     small = singe_keras.strip(model)
     small.save(os.path.join(args.output_dir, "pruned.keras"))
-    after = {
-        "accuracy": shared.accuracy(small, x_test, y_test),
-        "flops": singe_keras.count_flops(small),
-        "params": small.count_params(),
-        "export": singe_keras.export_tflite(
-            small, os.path.join(args.output_dir, "pruned_float32.tflite"),
-            representative_dataset=x_train[:200]),
-    }
-    after["export"].save()
+    after = measure(small, "pruned")
     latency = shared.latency_ms(
         {"original": before["export"].path, "pruned": after["export"].path},
         args.latency_runs,

@@ -16,6 +16,11 @@ from singe_keras.plan import Plan
 NORMALIZATIONS = ("none", "l2", "flops")
 
 
+def partial_target(total, target, fraction):
+    """The cost `fraction` of the way from `total` to `target` (`None` stays `None`)."""
+    return None if target is None else total - (total - target) * fraction
+
+
 def absolute_target(name, target, total):
     """A target as an absolute count: fractions in (0, 1] are of `total`.
 

@@ -188,10 +188,10 @@ class PruningCallback(keras.callbacks.Callback):
         relevance = scoring.score(GatedModel(graph), self.data, self.criterion).flat()
         relevance = allocation.normalize(graph, relevance, self.normalization, kept)
         relevance[~kept] = -np.inf  # pruned units stay pruned
-        share = lambda total, target: None if target is None else total - (total - target) * fraction
         plan = allocation.allocate(
             graph, relevance,
-            share(self._original.flops, max_flops), share(self._original.params, max_params),
+            allocation.partial_target(self._original.flops, max_flops, fraction),
+            allocation.partial_target(self._original.params, max_params, fraction),
             "none", self.min_units, self.round_to,
         )
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))

@@ -183,8 +183,8 @@ def prune(
         if seed is not None:
             keras.utils.set_random_seed(seed + round_index)
         fraction = round_index / rounds
-        step_flops = None if max_flops is None else original.flops - (original.flops - max_flops) * fraction
-        step_params = None if max_params is None else original.params - (original.params - max_params) * fraction
+        step_flops = allocation.partial_target(original.flops, max_flops, fraction)
+        step_params = allocation.partial_target(original.params, max_params, fraction)
         graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
         scores = scoring.score(graph, dataset, criterion)
         scored = time.perf_counter()
