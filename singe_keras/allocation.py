@@ -21,6 +21,34 @@ def partial_target(total, target, fraction):
     return None if target is None else total - (total - target) * fraction
 
 
+def check_options(target_flops, target_params, normalization, verbose, **integers):
+    """Validates the options `prune` and `PruningCallback` share.
+
+    Raises:
+        ValueError: naming the first bad option and the value received.
+    """
+    for name, target in (("target_flops", target_flops), ("target_params", target_params)):
+        absolute_target(name, target, 1)
+    if target_flops is None and target_params is None:
+        raise ValueError(
+            "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
+            "the model's, or an absolute count > 1). Received neither."
+        )
+    for name, value in integers.items():
+        low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch") else 1
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(
+                f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
+            )
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"`normalization` must be one of {list(NORMALIZATIONS)}. "
+            f"Received: normalization={normalization!r}"
+        )
+    if verbose not in (0, 1):
+        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+
+
 def absolute_target(name, target, total):
     """A target as an absolute count: fractions in (0, 1] are of `total`.
 

@@ -22,7 +22,6 @@ from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
-from singe_keras import pruning
 from singe_keras import scoring
 from singe_keras.gating import GatedModel
 from singe_keras.plan import Plan
@@ -120,7 +119,7 @@ class PruningCallback(keras.callbacks.Callback):
     ):
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
-        pruning.check_options(
+        allocation.check_options(
             target_flops, target_params, normalization, verbose,
             pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
             min_units=min_units, round_to=round_to,

@@ -1,9 +1,11 @@
-"""Scoring data: what users pass, as fixed-size NumPy batches.
+"""Data: the forms users pass, for scoring, fine-tuning and evaluation.
 
 Users pass a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`, a tuple
 of arrays, or a `keras.utils.PyDataset`. Scoring streams it in batches of one
 fixed size (the last one padded with zero-weight rows) so that a compiled
-scoring step is traced once, and stops after `samples` examples.
+scoring step is traced once, and stops after `samples` examples. Fine-tuning
+reads it as an endless, deterministic stream; `fit`/`evaluate` take it as
+keyword arguments. This is the one module that knows the data forms.
 """
 
 import keras
@@ -111,3 +113,41 @@ def fixed_batches(data, samples, batch_size):
             np.concatenate([y, np.repeat(y[:1], pad, axis=0)]),
             np.concatenate([weight, np.zeros(pad, "float32")]),
         )
+
+
+def is_stream(data):
+    """Whether `data` is a `tf.data.Dataset` or a `PyDataset` (not arrays)."""
+    return isinstance(data, (tf.data.Dataset, keras.utils.PyDataset))
+
+
+def keras_arguments(data, batch_size):
+    """`data` as the keyword arguments of `Model.fit` and `Model.evaluate`."""
+    if is_stream(data):
+        return {"x": data}
+    x, y, *weight = data
+    return {
+        "x": x, "y": y, "sample_weight": weight[0] if weight else None,
+        "batch_size": batch_size,
+    }
+
+
+def training_stream(dataset, batch_size, seed):
+    """The training data as an endless, deterministic `tf.data.Dataset`."""
+    if isinstance(dataset, tf.data.Dataset):
+        return dataset.repeat()
+    if isinstance(dataset, keras.utils.PyDataset):
+        signature = tuple(
+            tf.TensorSpec((None,) + np.shape(part)[1:], tf.as_dtype(np.asarray(part).dtype))
+            for part in dataset[0]
+        )
+        return tf.data.Dataset.from_generator(
+            lambda: (dataset[i % len(dataset)] for i in range(2**62)),
+            output_signature=signature,
+        )
+    arrays = tuple(np.asarray(part) for part in dataset)
+    return (
+        tf.data.Dataset.from_tensor_slices(arrays)
+        .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .repeat()
+    )

@@ -11,23 +11,18 @@ fine-tunes a physically smaller model (cheaper), and the returned model is
 the last rebuild.
 """
 
-import hashlib
-import json
 import logging
-import os
 import time
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from singe_keras import allocation
+from singe_keras import checkpoint as checkpoint_lib
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
 from singe_keras import scoring
-from singe_keras.files import atomic_output, write_atomically
 from singe_keras.plan import Plan
 from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
@@ -131,7 +126,7 @@ def prune(
     ```
     """
     criterion = criteria_lib.get(criterion)
-    check_options(
+    allocation.check_options(
         target_flops, target_params, normalization, verbose, rounds=rounds,
         finetune_steps=finetune_steps, final_epochs=final_epochs, batch_size=batch_size,
         min_units=min_units, round_to=round_to,
@@ -167,7 +162,10 @@ def prune(
         # A different optimizer, loss or metrics makes another call.
         "compile": keras.saving.serialize_keras_object(compile_settings),
     }
-    checkpoint = _Checkpoint(checkpoint_dir, _fingerprint(model, settings)) if checkpoint_dir else None
+    checkpoint = (
+        checkpoint_lib.Checkpoint(checkpoint_dir, checkpoint_lib.fingerprint(model, settings))
+        if checkpoint_dir else None
+    )
     state = checkpoint.load() if checkpoint else None
     if state is None:
         current = rebuild(graph, Plan.full(graph))  # a copy: `model` stays as it is
@@ -232,34 +230,6 @@ def prune(
     return (current, report) if return_report else current
 
 
-def check_options(target_flops, target_params, normalization, verbose, **integers):
-    """Validates the options `prune` and `PruningCallback` share.
-
-    Raises:
-        ValueError: naming the first bad option and the value received.
-    """
-    for name, target in (("target_flops", target_flops), ("target_params", target_params)):
-        allocation.absolute_target(name, target, 1)
-    if target_flops is None and target_params is None:
-        raise ValueError(
-            "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
-            "the model's, or an absolute count > 1). Received neither."
-        )
-    for name, value in integers.items():
-        low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch") else 1
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(
-                f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
-            )
-    if normalization not in allocation.NORMALIZATIONS:
-        raise ValueError(
-            f"`normalization` must be one of {list(allocation.NORMALIZATIONS)}. "
-            f"Received: normalization={normalization!r}"
-        )
-    if verbose not in (0, 1):
-        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
-
-
 def _compile_settings(model, optimizer, loss, metrics, training, needs_loss):
     """What each rebuilt model is compiled with; errors if something is missing.
 
@@ -310,56 +280,24 @@ def _compile(model, settings):
     )
 
 
-def _training_stream(dataset, batch_size, seed):
-    """The training data as an endless, deterministic `tf.data.Dataset`."""
-    if isinstance(dataset, tf.data.Dataset):
-        return dataset.repeat()
-    if isinstance(dataset, keras.utils.PyDataset):
-        signature = tuple(
-            tf.TensorSpec((None,) + np.shape(part)[1:], tf.as_dtype(np.asarray(part).dtype))
-            for part in dataset[0]
-        )
-        return tf.data.Dataset.from_generator(
-            lambda: (dataset[i % len(dataset)] for i in range(2**62)),
-            output_signature=signature,
-        )
-    arrays = tuple(np.asarray(part) for part in dataset)
-    return (
-        tf.data.Dataset.from_tensor_slices(arrays)
-        .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .repeat()
-    )
-
-
 def _finetune(model, dataset, round_index, steps, batch_size, seed):
     """`steps` optimizer steps; round r reads the r-th slice of the stream."""
-    stream = _training_stream(dataset, batch_size, seed)
+    stream = data_lib.training_stream(dataset, batch_size, seed)
     batches = stream.skip((round_index - 1) * steps).take(steps)
     history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     return {k: v[-1] for k, v in history.history.items()}
 
 
 def _fit(model, dataset, epochs, batch_size, validation_data):
-    if isinstance(dataset, (tf.data.Dataset, keras.utils.PyDataset)):
-        return model.fit(dataset, epochs=epochs, validation_data=validation_data,
-                         shuffle=False, verbose=0)
-    return model.fit(**_arrays(dataset), batch_size=batch_size, epochs=epochs,
-                     validation_data=validation_data, verbose=0)
-
-
-def _arrays(data):
-    """`(x, y[, sample_weight])` arrays as keyword arguments of fit/evaluate."""
-    x, y, *weight = data
-    return {"x": x, "y": y, "sample_weight": weight[0] if weight else None}
+    return model.fit(
+        **data_lib.keras_arguments(dataset, batch_size), epochs=epochs,
+        validation_data=validation_data, shuffle=not data_lib.is_stream(dataset), verbose=0,
+    )
 
 
 def _evaluate(model, data, batch_size):
-    if isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)):
-        logs = model.evaluate(data, return_dict=True, verbose=0)
-    else:
-        logs = model.evaluate(**_arrays(data), batch_size=batch_size, return_dict=True,
-                              verbose=0)
+    logs = model.evaluate(**data_lib.keras_arguments(data, batch_size), return_dict=True,
+                          verbose=0)
     return {f"val_{k}": v for k, v in logs.items()}
 
 
@@ -378,74 +316,3 @@ def _progress(verbose, title, entry, round_flops, original):
         print(line, flush=True)
 
 
-def _fingerprint(model, settings):
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    digest.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    return digest.hexdigest()
-
-
-class _Checkpoint:
-    """`state.json` + `model.keras`, both written atomically after each round.
-
-    The state names the model file's SHA-256, so a model file that does not
-    belong to the state (a crash between the two writes, a corrupt copy) is
-    refused rather than half-loaded.
-    """
-
-    def __init__(self, directory, fingerprint):
-        self.directory = directory
-        self.fingerprint = fingerprint
-        os.makedirs(directory, exist_ok=True)
-        self.state_path = os.path.join(directory, "state.json")
-
-    def _model_path(self, round_index):
-        return os.path.join(self.directory, f"model_round{round_index}.keras")
-
-    def save(self, model, report, round_index):
-        path = self._model_path(round_index)
-        with atomic_output(path, suffix=".keras") as tmp:
-            model.save(tmp)
-            with open(tmp, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
-        state = {
-            "fingerprint": self.fingerprint,
-            "round": round_index,
-            "model_file": os.path.basename(path),
-            "model_sha256": digest,
-            "report": report.to_dict(),
-        }
-        write_atomically(self.state_path, json.dumps(state).encode())
-        for name in os.listdir(self.directory):  # older rounds' models
-            if name.startswith("model_round") and name != os.path.basename(path):
-                os.unlink(os.path.join(self.directory, name))
-
-    def load(self):
-        """`(model, report, next round)` or `None` if there is no checkpoint."""
-        if not os.path.exists(self.state_path):
-            return None
-        try:
-            with open(self.state_path) as f:
-                state = json.load(f)
-            model_path = os.path.join(self.directory, state["model_file"])
-            with open(model_path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
-        except (OSError, ValueError, KeyError) as error:
-            raise ValueError(
-                f"The checkpoint in {self.directory!r} is corrupt ({error}). "
-                "Delete the directory to start over."
-            ) from error
-        if state.get("fingerprint") != self.fingerprint:
-            raise ValueError(
-                f"The checkpoint in {self.directory!r} was written by a prune() call "
-                "with another model or other arguments. Use another "
-                "`checkpoint_dir`, or delete it to start over."
-            )
-        if digest != state.get("model_sha256"):
-            raise ValueError(
-                f"The checkpoint in {self.directory!r} is corrupt: its model file "
-                "does not match its state. Delete the directory to start over."
-            )
-        model = keras.models.load_model(model_path, compile=False)
-        return model, PruningReport.from_dict(state["report"]), state["round"] + 1
