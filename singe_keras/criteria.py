@@ -97,21 +97,33 @@ class IntegratedGradients(Criterion):
 
         A_u(x) = sum_k (mu_{k-1} - mu_k) * dl(x; m)/dm_u  at  m = P(mid_k)
 
-    where the path P moves the gates of u's whole coupling group
-    (`path="group"`, K passes per group) or only u's gate (`path="unit"`, K
-    passes per unit: exact, costly), all other gates staying at 1. The
-    relevance is the mean over samples of |A_u(x)| (`reduction="abs"`) or of
-    A_u(x) (`"signed"`). By completeness, the signed attributions of a group
-    sum to l(x; m=1) - l(x; m_G=0) as K grows.
+    where the path P scales a *block* of gates that contains u from 1 to 0,
+    all other gates staying at 1. The blocks are:
+
+    - `path="group"`: u's whole coupling group (K passes per group);
+    - `path="unit"`: u alone (SINGE.md's definition; K passes per unit:
+      exact, costly);
+    - `path="random"`: for each sample, every group's units are dealt at
+      random into `round(1 / block_fraction)` blocks, so each block holds
+      about `block_fraction` of every group, and each block is scaled in
+      turn (K / block_fraction passes per sample, whatever the number of
+      groups). A unit's attribution is then taken while a random share of
+      the network around it is removed too, as it will be when the
+      allocation removes many units at once; `draws` such partitions per
+      sample are averaged.
+
+    The relevance is the mean over samples (and draws) of |A_u(x)|
+    (`reduction="abs"`), A_u(x) (`"signed"`) or A_u(x)^2 (`"square"`). By
+    completeness, the signed attributions of a block sum to
+    l(x; m=1) - l(x; m_block=0) as K grows.
 
     Reference: E. Yvinec, A. Dapogny, M. Cord, K. Bailly, "SInGE: Sparsity
     via Integrated Gradients Estimation of Neuron Relevance", NeurIPS 2022.
 
     Args:
-        steps: K, the number of quadrature points. Defaults to `4` (K from 1
-            to 16 ranked equally well on CIFAR-10, README "Measured choices").
-        path: `"group"` or `"unit"`. Defaults to `"group"`.
-        reduction: `"abs"` or `"signed"`. Defaults to `"abs"`.
+        steps: K, the number of quadrature points. Defaults to `4`.
+        path: `"group"`, `"unit"` or `"random"`. Defaults to `"group"`.
+        reduction: `"abs"`, `"signed"` or `"square"`. Defaults to `"abs"`.
         samples: how many examples to score on. Defaults to `256`.
         loss: a Keras loss (name or object) or `loss(y_true, y_pred)`
             returning one value per sample; `None` uses the model's compiled
@@ -120,6 +132,11 @@ class IntegratedGradients(Criterion):
             points. Defaults to `256`.
         rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
             Defaults to `"midpoint"`.
+        block_fraction: with `path="random"`, the share of every group that
+            one block scales. Defaults to `0.5`.
+        draws: with `path="random"`, random partitions per sample.
+            Defaults to `1`.
+        seed: seed of the random partitions. Defaults to `0`.
 
     Example:
 
@@ -140,20 +157,29 @@ class IntegratedGradients(Criterion):
         loss=None,
         batch_size=256,
         rule="midpoint",
+        block_fraction=0.5,
+        draws=1,
+        seed=0,
     ):
-        _check_choice("path", path, ("group", "unit"))
-        _check_choice("reduction", reduction, ("abs", "signed"))
+        _check_choice("path", path, ("group", "unit", "random"))
+        _check_choice("reduction", reduction, ("abs", "signed", "square"))
         _check_choice("rule", rule, ("midpoint", "left"))
         for argument, value in (("steps", steps), ("samples", samples),
-                                ("batch_size", batch_size)):
+                                ("batch_size", batch_size), ("draws", draws)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(
                     f"`{argument}` must be a positive integer. "
                     f"Received: {argument}={value!r}"
                 )
+        if not (isinstance(block_fraction, (int, float)) and 0 < block_fraction <= 1):
+            raise ValueError(
+                "`block_fraction` must be in (0, 1]. "
+                f"Received: block_fraction={block_fraction!r}"
+            )
         self.steps, self.path, self.reduction = int(steps), path, reduction
         self.samples, self.loss = int(samples), loss
         self.batch_size, self.rule = int(batch_size), rule
+        self.block_fraction, self.draws, self.seed = float(block_fraction), int(draws), seed
 
     def get_config(self):
         return {
@@ -164,6 +190,9 @@ class IntegratedGradients(Criterion):
             "loss": keras.losses.serialize(self.loss) if self.loss is not None else None,
             "batch_size": self.batch_size,
             "rule": self.rule,
+            "block_fraction": self.block_fraction,
+            "draws": self.draws,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -173,61 +202,93 @@ class IntegratedGradients(Criterion):
             config["loss"] = keras.losses.deserialize(config["loss"])
         return cls(**config)
 
-    def path_points(self, graph):
-        """The quadrature points of the path, as NumPy arrays.
+    def blocks(self, graph, batch, rng):
+        """Which block of the path each unit belongs to, per sample.
 
         Returns:
-            `(gates, weights, masks)`: per point, the gate vector
-            `(num_units,)`, the quadrature weight mu_{k-1} - mu_k, and which
-            units' gradients the point contributes to. Points with the same
-            gates and weight are merged (with K = 1 and the left rule every
-            point is m = 1: one pass serves all units).
+            `(block_of, count)`: a `(batch, num_units)` integer array and the
+            number of blocks.
         """
-        offsets = np.concatenate([[0], np.cumsum([g.size for g in graph.groups])])
+        sizes = [g.size for g in graph.groups]
+        if self.path == "unit":
+            return np.broadcast_to(np.arange(graph.num_units), (batch, graph.num_units)), graph.num_units
         if self.path == "group":
-            targets = [np.arange(a, b) for a, b in zip(offsets[:-1], offsets[1:])]
-        else:
-            targets = [np.array([u]) for u in range(graph.num_units)]
+            block = np.repeat(np.arange(len(sizes)), sizes)
+            return np.broadcast_to(block, (batch, graph.num_units)), len(sizes)
+        count = max(1, round(1 / self.block_fraction))
+        parts = []
+        for size in sizes:  # deal each group's units into the blocks, per sample
+            dealt = np.arange(size) % count
+            parts.append(rng.permuted(np.broadcast_to(dealt, (batch, size)), axis=1))
+        return np.concatenate([np.zeros((batch, 0), int)] + parts, axis=1), count
+
+    def path_points(self, block_of, count):
+        """Yields the quadrature points of the paths, one at a time.
+
+        Args:
+            block_of, count: from `blocks`.
+
+        Yields:
+            `(gates, weight, mask)`: the `(batch, num_units)` gates of the
+            point, its quadrature weight mu_{k-1} - mu_k, and the
+            `(batch, num_units)` mask of the units whose gradients it
+            contributes to. With the left rule the first point of every
+            block is m = 1: it is yielded once for all units.
+        """
         shift = 0.5 if self.rule == "midpoint" else 1.0
         positions = 1.0 - (np.arange(1, self.steps + 1) - shift) / self.steps
-        merged = {}
-        for units in targets:
+        weight = 1.0 / self.steps
+        if positions[0] == 1.0:
+            yield np.ones(block_of.shape, "float32"), weight, np.ones(block_of.shape, "float32")
+            positions = positions[1:]
+        for block in range(count):
+            inside = block_of == block
+            mask = inside.astype("float32")
             for position in positions:
-                gates = np.ones(graph.num_units, "float32")
-                gates[units] = position
-                key = gates.tobytes()
-                if key not in merged:
-                    merged[key] = (gates, np.zeros(graph.num_units, "float32"))
-                merged[key][1][units] = 1.0
-        gates, masks = (np.stack(parts) for parts in zip(*merged.values()))
-        weights = np.full(len(gates), 1.0 / self.steps, "float32")
-        return gates, weights, masks
+                yield np.where(inside, np.float32(position), np.float32(1.0)), weight, mask
 
     def score(self, gated, data=None):
         loss_fn = resolve_loss(self.loss, gated.graph.model)
         step = gate_gradients.attribution_step(gated, loss_fn)
-        gates, weights, masks = self.path_points(gated.graph)
         # Batches no larger than the data: padding rows would cost passes.
         batch = min(self.batch_size, self.samples, data_lib.first_batch_size(data))
         per_pass = max(1, self.batch_size // batch)
-        pad = -len(gates) % per_pass  # zero-weight points: one shape, one trace
-        gates = np.concatenate([gates, np.ones((pad, gates.shape[1]), "float32")])
-        masks = np.concatenate([masks, np.zeros((pad, masks.shape[1]), "float32")])
-        weights = np.concatenate([weights, np.zeros(pad, "float32")])
-        total, count = np.zeros(gated.graph.num_units), 0
+        units = gated.graph.num_units
+        padding = (np.ones((batch, units), "float32"), 0.0, np.zeros((batch, units), "float32"))
+        rng = np.random.default_rng(self.seed)
+        draws = self.draws if self.path == "random" else 1
+        total, count = np.zeros(units), 0
         for x, y, sample_weight in data_lib.fixed_batches(data, self.samples, batch):
-            attributions = 0.0
-            for start in range(0, len(gates), per_pass):
-                chunk = slice(start, start + per_pass)
-                attributions += np.asarray(
-                    step(x, y, sample_weight, gates[chunk], weights[chunk], masks[chunk])
-                )
-            if self.reduction == "abs":
-                attributions = np.abs(attributions)
             real = sample_weight > 0
-            total += attributions[real].sum(axis=0)
-            count += int(real.sum())
+            for _ in range(draws):
+                attributions = 0.0
+                points = self.path_points(*self.blocks(gated.graph, batch, rng))
+                for chunk in _chunks(points, per_pass, padding):
+                    gates, weights, masks = (np.stack(parts) for parts in zip(*chunk))
+                    attributions += np.asarray(
+                        step(x, y, sample_weight, gates, weights.astype("float32"), masks)
+                    )
+                # The blocks of one partition are disjoint: each unit has one
+                # attribution per sample and draw.
+                if self.reduction == "abs":
+                    attributions = np.abs(attributions)
+                elif self.reduction == "square":
+                    attributions = np.square(attributions)
+                total += attributions[real].sum(axis=0)
+                count += int(real.sum())
         return total / max(count, 1)
+
+
+def _chunks(points, size, padding):
+    """Lists of `size` points; the last one filled with `padding` (one shape, one trace)."""
+    chunk = []
+    for point in points:
+        chunk.append(point)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk + [padding] * (size - len(chunk))
 
 
 @register_criterion("taylor")
@@ -254,6 +315,28 @@ class Taylor(IntegratedGradients):
     def get_config(self):
         config = super().get_config()
         return {k: config[k] for k in ("samples", "loss", "batch_size")}
+
+
+@register_criterion("fisher")
+class Fisher(Taylor):
+    """Fisher pruning: the mean over samples of (dl/dm_u)^2 at m = 1.
+
+    Theis et al., "Faster gaze prediction with dense networks and Fisher
+    pruning" (2018): the loss increase of removing unit u, to second order,
+    with the Hessian approximated by the empirical Fisher information of its
+    gate. It is `Taylor` with squared instead of absolute per-sample
+    gradients (the gate is 1, so the gate's square is the weight factor),
+    accumulated over every sample.
+
+    Args:
+        samples: how many examples to score on. Defaults to `256`.
+        loss: see `IntegratedGradients`. Defaults to `None`.
+        batch_size: rows of one forward/backward pass. Defaults to `256`.
+    """
+
+    def __init__(self, samples=256, loss=None, batch_size=256):
+        super().__init__(samples=samples, loss=loss, batch_size=batch_size)
+        self.reduction = "square"
 
 
 def _per_unit(graph, per_node, combine):

@@ -4,10 +4,10 @@ The only module that uses `tf.GradientTape` and `tf.function`; other Keras
 backends would add their own version of `attribution_step`.
 
 One step evaluates a batch of `B` samples at `P` points of a gate path at once:
-the batch is tiled `P` times, each copy runs with its own gate vector (a
-per-sample gate tensor, so sample `i`'s loss depends only on gate row `i`),
-and the gradient of the summed loss with respect to the gate rows is each
-sample's own gradient. The step then weights and masks these gradients
+the batch is tiled `P` times, each copy of each sample runs with its own gate
+vector (a per-sample gate tensor, so a row's loss depends only on its own
+gates), and the gradient of the summed loss with respect to the gate rows is
+each row's own gradient. The step then weights and masks these gradients
 (the quadrature of the path integral) and returns, per sample and unit, their
 sum over the `P` points. Path positions are tensors: changing them never
 retraces.
@@ -31,9 +31,9 @@ def attribution_step(gated, loss_fn):
 
     Returns:
         A `tf.function` `step(x, y, sample_weight, gates, weights, masks)`
-        where `gates` and `masks` are `(P, num_units)` and `weights` is `(P,)`;
-        it returns the `(B, num_units)` sum over points of
-        `weights[p] * masks[p] * dloss(x_b)/dgates[p]`.
+        where `gates` and `masks` are `(P, B, num_units)` and `weights` is
+        `(P,)`; it returns the `(B, num_units)` sum over points of
+        `weights[p] * masks[p, b] * dloss(x_b)/dgates[p, b]`.
     """
     cache = _STEPS.setdefault(gated, {})
     # Equal Keras losses share a step; other callables are told apart by identity.
@@ -52,10 +52,9 @@ def _make_step(gated, loss_fn):
     gated = weakref.ref(gated)
 
     def step(x, y, sample_weight, gates, weights, masks):
-        points = tf.shape(gates)[0]
-        batch = tf.shape(sample_weight)[0]
+        points, batch = tf.shape(gates)[0], tf.shape(gates)[1]
         tile = lambda t: tf.tile(t, [points] + [1] * (len(t.shape) - 1))
-        rows = tf.repeat(gates, batch, axis=0)  # point-major, like `tile`
+        rows = tf.reshape(gates, [points * batch, -1])  # point-major, like `tile`
         with tf.GradientTape() as tape:
             tape.watch(rows)
             predictions = gated()(keras.tree.map_structure(tile, x), gates=rows, training=False)
@@ -63,7 +62,7 @@ def _make_step(gated, loss_fn):
             total = tf.reduce_sum(losses)
         gradients = tape.gradient(total, rows)
         gradients = tf.reshape(gradients, [points, batch, -1])
-        return tf.einsum("p,pbu,pu->bu", weights, gradients, masks)
+        return tf.einsum("p,pbu,pbu->bu", weights, gradients, masks)
 
     return step
 

@@ -70,6 +70,76 @@ def test_unit_path_is_complete():
     np.testing.assert_allclose(scores, expected, atol=0.01 * np.abs(expected).max())
 
 
+def test_random_path_is_complete_per_block():
+    model = _compiled("residual")
+    x, y = _data(model, n=1)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    criterion = criteria.IntegratedGradients(
+        steps=64, path="random", reduction="signed", block_fraction=0.5, seed=7
+    )
+    attributions = singe_keras.score(gated, (x, y), criterion).flat()
+    block_of, count = criterion.blocks(graph, 1, np.random.default_rng(7))
+    assert count == 2
+    full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
+    for block in range(count):
+        inside = block_of[0] == block
+        gates = np.where(inside, 0.0, 1.0).astype("float32")
+        expected = full - _mean_loss(gated, x, y, gates)
+        assert abs(attributions[inside].sum() - expected) < 0.01 * abs(expected)
+
+
+def test_random_blocks_deal_every_group_evenly():
+    graph = singe_keras.trace(zoo.build("residual"))
+    criterion = criteria.IntegratedGradients(path="random", block_fraction=0.25)
+    block_of, count = criterion.blocks(graph, 5, np.random.default_rng(0))
+    assert count == 4 and block_of.shape == (5, graph.num_units)
+    for group in graph.groups:
+        start = graph.group_offset(group.name)
+        for row in block_of[:, start : start + group.size]:
+            sizes = np.bincount(row, minlength=count)
+            assert sizes.max() - sizes.min() <= 1
+    # Each sample gets its own partition.
+    assert len({row.tobytes() for row in block_of}) > 1
+
+
+def test_random_path_is_reproducible_under_its_seed():
+    model = _compiled("chain")
+    data = _data(model)
+
+    def scores(seed):
+        criterion = criteria.IntegratedGradients(path="random", draws=2, seed=seed)
+        return singe_keras.score(model, data, criterion).flat()
+
+    np.testing.assert_array_equal(scores(1), scores(1))
+    assert not np.allclose(scores(1), scores(2))
+
+
+def test_unit_path_points_are_made_one_at_a_time():
+    graph = singe_keras.trace(zoo.build("chain"))
+    criterion = criteria.IntegratedGradients(steps=3, path="unit")
+    block_of, count = criterion.blocks(graph, 2, None)
+    points = criterion.path_points(block_of, count)
+    gates, weight, mask = next(points)  # a generator: no (K * U, U) array
+    assert gates.shape == mask.shape == (2, graph.num_units)
+    assert mask.sum() == 2 and weight == pytest.approx(1 / 3)
+    assert 1 + sum(1 for _ in points) == 3 * graph.num_units
+
+
+def test_fisher_is_the_mean_squared_gate_gradient():
+    model = _compiled("residual")
+    x, y = _data(model, n=8)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    gates = tf.ones((len(x), graph.num_units))
+    with tf.GradientTape() as tape:
+        tape.watch(gates)
+        loss = tf.reduce_sum(CE.call(y, gated(x, gates=gates)))
+    expected = np.mean(np.square(tape.gradient(loss, gates).numpy()), axis=0)
+    fisher = singe_keras.score(gated, (x, y), "fisher").flat()
+    np.testing.assert_allclose(fisher, expected, rtol=1e-4, atol=1e-10)
+
+
 def _with_dead_unit(unit=2):
     """Unit `unit` of group a_conv outputs exactly zero."""
     model = _compiled("chain")
@@ -81,7 +151,10 @@ def _with_dead_unit(unit=2):
     return model
 
 
-@pytest.mark.parametrize("criterion", ["singe", "taylor"])
+@pytest.mark.parametrize(
+    "criterion",
+    ["singe", "taylor", "fisher", criteria.IntegratedGradients(path="random", draws=2)],
+)
 def test_dead_unit_has_zero_relevance_and_ranks_last(criterion):
     model = _with_dead_unit(unit=2)
     relevance = singe_keras.score(model, _data(model), criterion)["a_conv"]
@@ -210,6 +283,7 @@ def test_zero_sample_weight_removes_a_sample():
     [
         ("singe", criteria.IntegratedGradients),
         ("taylor", criteria.Taylor),
+        ("fisher", criteria.Fisher),
         ("l1", criteria.L1Norm),
         ("l2", criteria.L2Norm),
         ("bn_scale", criteria.BatchNormScale),
@@ -225,10 +299,13 @@ def test_get_finds_criteria_by_name_and_class(identifier, cls):
 
 
 def test_config_round_trip_keeps_options():
-    criterion = criteria.IntegratedGradients(steps=3, path="unit", reduction="signed", loss=CE)
+    criterion = criteria.IntegratedGradients(
+        steps=3, path="random", reduction="square", loss=CE, block_fraction=0.25, draws=2,
+        seed=5,
+    )
     again = criteria.get(criteria.serialize(criterion))
     assert again.get_config() == criterion.get_config()
-    assert again.steps == 3 and again.path == "unit"
+    assert again.steps == 3 and again.path == "random" and again.draws == 2
 
 
 def test_unknown_criterion_lists_the_valid_ones():
@@ -259,6 +336,9 @@ def test_custom_criterion_can_be_registered():
         ({"path": "layer"}, "path"),
         ({"reduction": "max"}, "reduction"),
         ({"rule": "right"}, "rule"),
+        ({"path": "random", "block_fraction": 0}, "block_fraction"),
+        ({"block_fraction": 1.5}, "block_fraction"),
+        ({"draws": 0}, "draws"),
     ],
 )
 def test_bad_options_are_rejected(kwargs, message):
