@@ -3,8 +3,9 @@
 `"singe"` is the integrated-gradient relevance of SInGE (Yvinec et al.,
 NeurIPS 2022; SINGE.md, "The SInGE relevance"). The baselines share its
 interface: `"taylor"` (first-order Taylor, Molchanov et al. 2017/2019; the
-K = 1, left-point case of the same integral), `"l1"` and `"l2"` (norm of the
-unit's producer kernels, Li et al. 2017), `"bn_scale"` (|gamma| of the unit's
+K = 1, left-point case of the same integral), `"fisher"` (squared gate
+gradients, Theis et al. 2018), `"l1"` and `"l2"` (norm of the unit's producer
+kernels, Li et al. 2017), `"bn_scale"` (|gamma| of the unit's
 BatchNormalization, Liu et al. 2017) and `"random"`.
 
 Look criteria up with `get`, like Keras's own `keras.initializers.get`:
@@ -103,14 +104,13 @@ class IntegratedGradients(Criterion):
     - `path="group"`: u's whole coupling group (K passes per group);
     - `path="unit"`: u alone (SINGE.md's definition; K passes per unit:
       exact, costly);
-    - `path="random"`: for each sample, every group's units are dealt at
-      random into `round(1 / block_fraction)` blocks, so each block holds
-      about `block_fraction` of every group, and each block is scaled in
-      turn (K / block_fraction passes per sample, whatever the number of
-      groups). A unit's attribution is then taken while a random share of
-      the network around it is removed too, as it will be when the
-      allocation removes many units at once; `draws` such partitions per
-      sample are averaged.
+    - `path="random"`: for each sample, each group's units are dealt at
+      random into `round(1 / block_fraction)` blocks, and each block is
+      scaled in turn (K / block_fraction passes per group). A unit's
+      attribution is then taken while a random share of its siblings is
+      removed with it, as the allocation will remove many units of a group
+      at once, rather than while all of them vanish (`"group"`) or none
+      (`"unit"`); `draws` such partitions per sample are averaged.
 
     The relevance is the mean over samples (and draws) of |A_u(x)|
     (`reduction="abs"`), A_u(x) (`"signed"`) or A_u(x)^2 (`"square"`). By
@@ -132,8 +132,8 @@ class IntegratedGradients(Criterion):
             points. Defaults to `256`.
         rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
             Defaults to `"midpoint"`.
-        block_fraction: with `path="random"`, the share of every group that
-            one block scales. Defaults to `0.5`.
+        block_fraction: with `path="random"`, the share of a group that one
+            block scales. Defaults to `0.5`.
         draws: with `path="random"`, random partitions per sample.
             Defaults to `1`.
         seed: seed of the random partitions. Defaults to `0`.
@@ -217,10 +217,10 @@ class IntegratedGradients(Criterion):
             return np.broadcast_to(block, (batch, graph.num_units)), len(sizes)
         count = max(1, round(1 / self.block_fraction))
         parts = []
-        for size in sizes:  # deal each group's units into the blocks, per sample
+        for index, size in enumerate(sizes):  # deal each group's units, per sample
             dealt = np.arange(size) % count
-            parts.append(rng.permuted(np.broadcast_to(dealt, (batch, size)), axis=1))
-        return np.concatenate([np.zeros((batch, 0), int)] + parts, axis=1), count
+            parts.append(index * count + rng.permuted(np.broadcast_to(dealt, (batch, size)), axis=1))
+        return np.concatenate([np.zeros((batch, 0), int)] + parts, axis=1), count * len(sizes)
 
     def path_points(self, block_of, count):
         """Yields the quadrature points of the paths, one at a time.

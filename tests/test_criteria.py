@@ -80,7 +80,7 @@ def test_random_path_is_complete_per_block():
     )
     attributions = singe_keras.score(gated, (x, y), criterion).flat()
     block_of, count = criterion.blocks(graph, 1, np.random.default_rng(7))
-    assert count == 2
+    assert count == 2 * len(graph.groups)
     full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
     for block in range(count):
         inside = block_of[0] == block
@@ -89,16 +89,17 @@ def test_random_path_is_complete_per_block():
         assert abs(attributions[inside].sum() - expected) < 0.01 * abs(expected)
 
 
-def test_random_blocks_deal_every_group_evenly():
+def test_random_blocks_deal_each_group_evenly():
     graph = singe_keras.trace(zoo.build("residual"))
     criterion = criteria.IntegratedGradients(path="random", block_fraction=0.25)
     block_of, count = criterion.blocks(graph, 5, np.random.default_rng(0))
-    assert count == 4 and block_of.shape == (5, graph.num_units)
-    for group in graph.groups:
+    assert count == 4 * len(graph.groups) and block_of.shape == (5, graph.num_units)
+    for index, group in enumerate(graph.groups):
         start = graph.group_offset(group.name)
         for row in block_of[:, start : start + group.size]:
-            sizes = np.bincount(row, minlength=count)
-            assert sizes.max() - sizes.min() <= 1
+            # The group's own four blocks, as even as its size allows.
+            sizes = np.bincount(row - 4 * index, minlength=4)
+            assert len(sizes) == 4 and sizes.max() - sizes.min() <= 1
     # Each sample gets its own partition.
     assert len({row.tobytes() for row in block_of}) > 1
 
