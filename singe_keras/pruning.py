@@ -147,9 +147,10 @@ def prune(
     if validation_data is not None:
         data_lib.check_data(validation_data, model, "validation_data")
     compile_settings = _compile_settings(model, optimizer, loss, metrics, training,
-                                         criterion.needs_data and criterion.loss is None)
+                                         criterion.needs_loss and criterion.loss is None)
     # Fails now, with the smallest reachable costs, if the target is impossible.
-    allocation.check_reachable(graph, max_flops, max_params, min_units, round_to)
+    allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
+                               graph.ignored_layers)
 
     settings = {
         "target_flops": max_flops, "target_params": max_params,
