@@ -240,3 +240,19 @@ def test_non_finite_scores_stop_the_callback_and_name_the_event():
                                            pruning_events=2, verbose=0)
     with pytest.raises(ValueError, match=r"event 1/2.*non-finite"):
         _fit(model, callback, epochs=2)
+
+
+def test_layer_normalization_without_scale_is_left_alone_with_a_warning():
+    # Normalized over the channels, a zero channel is not zero: no mask helps.
+    inputs = keras.Input((5, 4))
+    x = keras.layers.Dense(8, name="d1")(inputs)
+    x = keras.layers.LayerNormalization(scale=False, name="ln")(x)
+    x = keras.layers.Dense(6, name="d2")(keras.layers.Flatten(name="flatten")(x))
+    model = zoo.randomize(keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)))
+    callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"\['ln'\]"):
+        x = _fit(model, callback, epochs=1)
+    small = singe_keras.strip(model)
+    assert small.get_layer("d1").units == 8 and small.get_layer("d2").units < 6
+    np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
