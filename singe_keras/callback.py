@@ -75,8 +75,9 @@ class PruningCallback(keras.callbacks.Callback):
     Units that cannot be held at zero through weights (a channel that passes
     through `sigmoid`, whose value at zero is not zero, into a conv) are not
     pruned; a warning names them. A squeeze-excitation gate needs no mask:
-    its `Multiply` with a zeroed feature map is zero. Kernels keep the rows that read masked channels
-    (they are removed by `strip`), so magnitude criteria (`l1`, `l2`) can
+    its `Multiply` with a zeroed feature map is zero. Kernels keep the rows
+    that read masked channels (they are removed by `strip`), so magnitude
+    criteria (`l1`, `l2`) can
     rank a little differently here than in `singe_keras.prune`, which scores
     the rebuilt model; gradient criteria see the same function in both.
 
@@ -286,9 +287,9 @@ def _unmaskable_layers(graph):
     for node in graph.nodes:
         handler, layer, call = node.handler, node.layer, node.call
         held = handler.holds_zero(layer, call, [zero[t] for t in node.inputs])
-        # Non-zero on its own (and for its new units) unless it holds zero inputs.
-        made = set() if handler.holds_zero(layer, call, [True] * len(node.inputs)) else {
-            node.path}
+        # A layer that makes a channel non-zero from zero inputs is an origin.
+        alone = handler.holds_zero(layer, call, [True] * len(node.inputs))
+        made = set() if alone else {node.path}
         for t in node.outputs:
             zero[t] = held or bool((graph.unit_indices(t) < 0).all())
             origins[t] = set() if zero[t] else made.union(*(origins[i] for i in node.inputs))

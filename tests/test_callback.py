@@ -200,7 +200,8 @@ def test_squeeze_excitation_groups_are_pruned_through_the_gate():
     small = singe_keras.strip(model)
     assert small.get_layer("stem_conv").filters < 8
     assert small.get_layer("se_expand").units == small.get_layer("stem_conv").filters
-    assert singe_keras.count_flops(small) <= 0.6 * singe_keras.count_flops(zoo.build("squeeze_excitation"))
+    original = singe_keras.count_flops(zoo.build("squeeze_excitation"))
+    assert singe_keras.count_flops(small) <= 0.6 * original
     np.testing.assert_allclose(small(x[:8]), model(x[:8]), rtol=1e-5, atol=1e-5)
 
 
