@@ -176,13 +176,16 @@ def _removal_order(graph, normalized, min_units):
     return candidates[np.argsort(normalized[candidates], kind="stable")]
 
 
-def check_reachable(graph, max_flops, max_params, min_units=1, round_to=1):
-    """Raises the `allocate` error if no plan can meet the targets."""
+def check_reachable(graph, max_flops, max_params, min_units=1, round_to=1, ignored_layers=()):
+    """Raises the `allocate` error if no plan can meet the targets.
+
+    `ignored_layers` (the names the user passed) are suggested for removal.
+    """
     smallest = cost_lib.count_costs(graph, _smallest_plan(graph, min_units, round_to))
     if (max_flops is not None and smallest.flops > max_flops) or (
         max_params is not None and smallest.params > max_params
     ):
-        raise _unreachable(smallest, min_units, round_to, max_flops, max_params)
+        raise _unreachable(smallest, min_units, round_to, max_flops, max_params, ignored_layers)
 
 
 def _smallest_plan(graph, min_units, round_to):
@@ -193,12 +196,15 @@ def _smallest_plan(graph, min_units, round_to):
     return Plan(keep, {g.name: g.size for g in graph.groups})
 
 
-def _unreachable(smallest, min_units, round_to, max_flops, max_params):
+def _unreachable(smallest, min_units, round_to, max_flops, max_params, ignored_layers=()):
+    ignored = (
+        f", or remove layers from `ignored_layers` ({list(ignored_layers)})"
+        if ignored_layers else ""
+    )
     return ValueError(
         "The target cannot be reached: with min_units="
         f"{min_units} and round_to={round_to}, the smallest reachable model "
         f"has {smallest.flops:,} FLOPs and {smallest.params:,} parameters. "
         f"Received: target_flops={max_flops}, target_params={max_params} "
-        "(absolute). Raise the target, or lower `min_units`/`round_to`, or "
-        "remove layers from `ignored_layers`."
+        f"(absolute). Raise the target, or lower `min_units`/`round_to`{ignored}."
     )

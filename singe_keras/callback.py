@@ -2,8 +2,9 @@
 
 The callback cannot change the graph that `fit` runs, so a pruned unit is
 kept at zero through its weights: the parameters that make its channel
-(producer kernel slice and bias, BatchNormalization gamma and beta) get a
-`UnitMask` constraint, which Keras's optimizers apply after every update,
+(producer kernel slice and bias, BatchNormalization gamma and beta, or the
+moving mean of a BatchNormalization without a scale) get a `UnitMask`
+constraint, which Keras's optimizers apply after every update,
 inside the compiled train step (so `steps_per_execution`, `jit_compile` and
 distribution strategies are unaffected). The masks are variables: a pruning
 event changes their values without retracing. They are part of the layers'
@@ -72,9 +73,11 @@ class PruningCallback(keras.callbacks.Callback):
     `fit`, `singe_keras.strip(model)` returns the physically smaller model.
 
     Units that cannot be held at zero through weights (a channel that passes
-    through `sigmoid`, whose value at zero is not zero) are not pruned; a
-    warning names them. Kernels keep the rows that read masked channels
-    (they are removed by `strip`), so magnitude criteria (`l1`, `l2`) can
+    through `sigmoid`, whose value at zero is not zero, into a conv) are not
+    pruned; a warning names them. A squeeze-excitation gate needs no mask:
+    its `Multiply` with a zeroed feature map is zero. Kernels keep the rows
+    that read masked channels (they are removed by `strip`), so magnitude
+    criteria (`l1`, `l2`) can
     rank a little differently here than in `singe_keras.prune`, which scores
     the rebuilt model; gradient criteria see the same function in both.
 
@@ -138,8 +141,8 @@ class PruningCallback(keras.callbacks.Callback):
         self.verbose = verbose
 
     def on_train_begin(self, logs=None):
-        ignored = [getattr(x, "name", x) for x in self.ignored_layers or ()]
-        graph = graph_lib.CouplingGraph(self.model, ignored)
+        graph = graph_lib.CouplingGraph(self.model, self.ignored_layers)
+        ignored = graph.ignored_layers
         unmaskable = _unmaskable_layers(graph)
         if unmaskable:
             warnings.warn(
@@ -156,8 +159,10 @@ class PruningCallback(keras.callbacks.Callback):
             allocation.absolute_target("target_flops", self.target_flops, original.flops),
             allocation.absolute_target("target_params", self.target_params, original.params),
         )
-        allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to)
+        allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
+                                   ignored)
         self._graph, self._original = graph, original
+        self._gated = GatedModel(graph)  # one per fit: scoring traces once
         self._masks = _install_masks(graph)
         # A train function compiled before the masks existed would not apply them.
         self.model.make_train_function(force=True)
@@ -178,13 +183,19 @@ class PruningCallback(keras.callbacks.Callback):
             return
         if event > self.pruning_events:
             return
-        self.prune_now(event / self.pruning_events)
+        self._prune(event)
 
-    def prune_now(self, fraction):
-        """Masks units until the costs reach `fraction` of the way to the target."""
+    def _prune(self, event):
+        """Masks units until the costs reach the event's share of the target."""
         graph, (max_flops, max_params) = self._graph, self._targets
+        fraction = event / self.pruning_events
         kept = _kept_units(graph, self._masks)
-        relevance = scoring.score(GatedModel(graph), self.data, self.criterion).flat()
+        try:
+            relevance = scoring.score(self._gated, self.data, self.criterion).flat()
+        except ValueError as error:
+            raise ValueError(
+                f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"
+            ) from error
         relevance = allocation.normalize(graph, relevance, self.normalization, kept)
         relevance[~kept] = -np.inf  # pruned units stay pruned
         plan = allocation.allocate(
@@ -205,7 +216,11 @@ class PruningCallback(keras.callbacks.Callback):
 
 
 def _mask_targets(graph):
-    """Per layer (once), `(node, weight attribute, constraint attribute, axis)`."""
+    """Per layer (once), `(node, weight attribute, constraint attribute, axis)`.
+
+    The constraint attribute is `None` for a weight the optimizer does not
+    train (a moving mean): its mask is applied at each pruning event only.
+    """
     seen = set()
     for node in graph.nodes:
         if id(node.layer) in seen:
@@ -225,10 +240,17 @@ def _install_masks(graph):
         constraint = variable.constraint
         if not isinstance(constraint, UnitMask):
             constraint = UnitMask(np.ones(variable.shape[axis]), axis, constraint)
-            variable.constraint = constraint
-            setattr(node.layer, constraint_attribute, constraint)
+            _set_constraint(node.layer, variable, constraint_attribute, constraint)
         masks.append((node, variable, constraint))
+    # A loaded model brings the masks of its configs, not of its moving means.
+    _set_masks(graph, masks, _kept_units(graph, masks))
     return masks
+
+
+def _set_constraint(layer, variable, constraint_attribute, constraint):
+    variable.constraint = constraint
+    if constraint_attribute is not None:  # what the layer's config saves
+        setattr(layer, constraint_attribute, constraint)
 
 
 def _set_masks(graph, masks, kept_units):
@@ -250,14 +272,33 @@ def _kept_units(graph, masks):
 
 
 def _unmaskable_layers(graph):
-    """Paths of gate points that no weight can zero (e.g. `sigmoid`)."""
-    gated = GatedModel(graph)
-    return [
-        node.path
-        for node in graph.nodes
-        if any(t in gated._gate_index for t in node.outputs)
-        and not node.handler.output_parameters(node.layer)
-    ]
+    """Paths of the layers whose pruned channels no mask holds at zero.
+
+    Masked weights zero the pruned channels of the layers that have them;
+    the handlers say which layers keep them at zero (`holds_zero`: a ReLU
+    of a zero, `0 * sigmoid(.)` after a squeeze-excitation `Multiply`) and
+    which do not (`sigmoid(0)`). Such a non-zero channel is harmless until
+    a layer reads it into other channels (a conv, a Dense, a
+    LayerNormalization): then the layer where it became non-zero is listed.
+    """
+    zero, origins = {}, {}
+    for t in graph.scope.inputs:
+        zero[t], origins[t] = True, set()
+    for node in graph.nodes:
+        handler, layer, call = node.handler, node.layer, node.call
+        held = handler.holds_zero(layer, call, [zero[t] for t in node.inputs])
+        # A layer that makes a channel non-zero from zero inputs is an origin.
+        alone = handler.holds_zero(layer, call, [True] * len(node.inputs))
+        made = set() if alone else {node.path}
+        for t in node.outputs:
+            zero[t] = held or bool((graph.unit_indices(t) < 0).all())
+            origins[t] = set() if zero[t] else made.union(*(origins[i] for i in node.inputs))
+    unmaskable = set()
+    for node in graph.nodes:
+        if node.handler.mixes_channels or node.handler.output_weights(node.layer) is not None:
+            for t in node.inputs:
+                unmaskable |= origins[t]
+    return sorted(unmaskable)
 
 
 def strip(model):
@@ -293,6 +334,6 @@ def strip(model):
     ):
         variable = getattr(node.layer, attribute)
         if isinstance(variable.constraint, UnitMask):
-            variable.constraint = variable.constraint.inner
-            setattr(node.layer, constraint_attribute, variable.constraint)
+            _set_constraint(node.layer, variable, constraint_attribute,
+                            variable.constraint.inner)
     return small

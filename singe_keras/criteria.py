@@ -65,6 +65,13 @@ class Criterion:
     name = None
     #: Whether `score` needs `(x, y)` data (gradient criteria) or not.
     needs_data = False
+    #: Whether `score` differentiates a loss (then it needs data too): the
+    #: loss is checked before any work, and `prune` requires one.
+    needs_loss = False
+    #: The loss `score` differentiates (a Keras loss, its name, or
+    #: `loss(y_true, y_pred)`); `None` means the model's compiled loss. Read
+    #: only when `needs_loss`; `resolve_loss` turns it into a function.
+    loss = None
 
     def score(self, gated, data=None):
         """Returns the relevance of every unit, a `(num_units,)` NumPy array.
@@ -147,6 +154,7 @@ class IntegratedGradients(Criterion):
     """
 
     needs_data = True
+    needs_loss = True
 
     def __init__(
         self,
@@ -491,8 +499,26 @@ def serialize(criterion):
 def resolve_loss(loss, model):
     """A per-sample loss function from `loss`, or from the model's compiled loss.
 
+    A criterion with `needs_loss` calls it with its `loss` attribute.
+
+    Args:
+        loss: a Keras loss (object, name or config) or a callable
+            `loss(y_true, y_pred)`; `None` for the model's compiled loss.
+        model: the model being scored.
+
+    Returns:
+        A callable returning one loss per sample (a Keras loss's reduction
+        is turned off).
+
     Raises:
         ValueError: if neither gives a loss.
+        TypeError: if `loss` is neither a Keras loss nor callable.
+
+    Example:
+
+    ```python
+    loss_fn = singe_keras.criteria.resolve_loss("sparse_categorical_crossentropy", model)
+    ```
     """
     if loss is None:
         loss = getattr(model, "loss", None)

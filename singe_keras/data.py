@@ -42,6 +42,12 @@ def check_data(data, model, argument="data"):
             or a `keras.utils.PyDataset`.
         model: the model the data feeds (single input and output).
         argument: the argument name used in error messages.
+
+    Raises:
+        TypeError: if `data` is not one of these forms.
+        ValueError: if it is empty, is not `(x, y[, sample_weight])`, has
+            inputs of the wrong shape or parts of different lengths, or the
+            model has several inputs or outputs.
     """
     if not isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, tuple, list)):
         raise TypeError(
@@ -73,6 +79,15 @@ def check_data(data, model, argument="data"):
         )
     if len(x) == 0:
         raise ValueError(f"`{argument}` is empty.")
+    lengths = [len(x)] + [np.shape(part)[0] if np.ndim(part) else 0 for part in first[1:]]
+    if len(set(lengths)) > 1:
+        names = ("inputs", "labels", "sample weights")
+        counts = ", ".join(f"{n} {name}" for n, name in zip(lengths, names))
+        raise ValueError(
+            f"`{argument}` must hold as many labels (and sample weights) as "
+            f"inputs. Received {counts}"
+            + (" in its first batch." if is_stream(data) else ".")
+        )
 
 
 def first_batch_size(data):

@@ -245,9 +245,10 @@ def _interpreter(path, default_delegates=False):
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # LiteRT not installed: TensorFlow's own interpreter
-        litert = tf.lite
-    resolver = litert.OpResolverType
-    interpreter = litert.Interpreter(
+        interpreter_class, resolver = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    else:
+        interpreter_class, resolver = litert.Interpreter, litert.OpResolverType
+    interpreter = interpreter_class(
         model_path=path,
         experimental_op_resolver_type=(
             resolver.AUTO if default_delegates else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES

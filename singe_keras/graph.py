@@ -201,6 +201,7 @@ class CouplingGraph:
         inexact_layers: paths of prunable layers that mix channels
             (LayerNormalization over channels): with them, a rebuilt model is
             not exactly the gated model.
+        ignored_layers: the names in `ignored_layers`.
     """
 
     def __init__(self, model, ignored_layers=(), warn=True):
@@ -337,6 +338,7 @@ class CouplingGraph:
         if isinstance(ignored_layers, (str, keras.layers.Layer)):
             ignored_layers = [ignored_layers]
         names = [getattr(x, "name", x) for x in ignored_layers or ()]
+        self.ignored_layers = names
         by_name = {}
         for node in self.nodes:
             by_name.setdefault(node.layer.name, []).append(node)

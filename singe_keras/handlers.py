@@ -132,10 +132,29 @@ class LayerHandler:
 
         `PruningCallback` masks them to keep pruned units at zero during
         training. Returns `(weight attribute, constraint attribute, channel
-        axis)` tuples; an empty list for a source layer means its output
-        channels cannot be zeroed through its weights (e.g. `sigmoid`).
+        axis)` tuples; the constraint attribute is `None` for a weight the
+        optimizer does not train (it is masked at each pruning event only).
+        An empty list for a source layer means its output channels cannot be
+        zeroed through its weights (e.g. `sigmoid`).
         """
         return []
+
+    def holds_zero(self, layer, call, zero_inputs):
+        """Whether a pruned output channel is zero once `output_parameters` are.
+
+        Args:
+            layer: the layer called.
+            call: the `LayerCall` of this call.
+            zero_inputs: per input tensor, whether its pruned channels are
+                held at zero.
+
+        Returns:
+            `True` if the pruned channels of the output are exactly zero. By
+            default: every input's are, and the layer is not a source or has
+            weights to mask.
+        """
+        maskable = bool(self.output_parameters(layer)) or not self.is_source(layer, call)
+        return maskable and all(zero_inputs)
 
 
 def _channels_last(layer):
@@ -200,11 +219,24 @@ _AFFINE_PARAMETERS = [("gamma", "gamma_constraint", -1), ("beta", "beta_constrai
 
 
 class BatchNormalizationHandler(ChannelwiseHandler):
+    """BatchNormalization: `gamma * (x - moving_mean) / sqrt(moving_variance) + beta`.
+
+    A zero gamma zeroes a channel whatever its input. Without a scale
+    (`scale=False`, as before a ReLU), a zero input channel gives
+    `-moving_mean / sqrt(...)`: the moving mean is zeroed too, and it stays
+    zero, since its updates average a channel that is zero.
+    """
+
     def __init__(self):
         super().__init__(source=True)
 
     def output_parameters(self, layer):
-        return _AFFINE_PARAMETERS
+        if layer.scale:
+            return _AFFINE_PARAMETERS
+        return [("moving_mean", None, -1), ("beta", "beta_constraint", -1)]
+
+    def holds_zero(self, layer, call, zero_inputs):
+        return layer.scale or super().holds_zero(layer, call, zero_inputs)
 
     def channel_scale(self, layer):
         return keras.ops.convert_to_numpy(layer.gamma) if layer.scale else None
@@ -226,7 +258,12 @@ class LayerNormalizationHandler(ChannelwiseHandler):
         super().__init__(source=True)
 
     def output_parameters(self, layer):
-        return _AFFINE_PARAMETERS
+        # Normalized over the channels, a zero channel is not zero: only a
+        # zero gamma zeroes it.
+        return _AFFINE_PARAMETERS if layer.scale else []
+
+    def holds_zero(self, layer, call, zero_inputs):
+        return layer.scale
 
     def check(self, layer, call):
         rank = len(call.input_shapes[0])
@@ -273,6 +310,15 @@ def _activation_is_source(layer):
     return _nonzero_at_zero(keras.activations.get(layer.activation))
 
 
+_CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax", "sparsemax")
+
+
+def _channel_mixing_activation(activation):
+    """The name of `activation` if it mixes the channel axis (softmax), else `None`."""
+    name = getattr(keras.activations.get(activation), "__name__", "")
+    return name if name in _CHANNEL_MIXING_ACTIVATIONS else None
+
+
 class ElementwiseHandler(LayerHandler):
     """A weightless element-wise function (ReLU, ELU, an Activation layer).
 
@@ -288,8 +334,8 @@ class ActivationHandler(ElementwiseHandler):
     """`keras.layers.Activation`; softmax over the channel axis is a barrier."""
 
     def check(self, layer, call):
-        name = getattr(keras.activations.get(layer.activation), "__name__", "")
-        if name in ("softmax", "log_softmax"):
+        name = _channel_mixing_activation(layer.activation)
+        if name:
             raise UnsupportedLayerError(f"{name} over the channel axis mixes channels")
 
 
@@ -322,6 +368,15 @@ class MergeHandler(LayerHandler):
         width = call.output_shapes[0][-1]
         broadcast = any(shape[-1] != width for shape in call.input_shapes)
         return broadcast and not isinstance(layer, keras.layers.Multiply)
+
+    def holds_zero(self, layer, call, zero_inputs):
+        if not isinstance(layer, keras.layers.Multiply):
+            return super().holds_zero(layer, call, zero_inputs)
+        # 0 * a == 0: one zero input is enough (a broadcast map is not one).
+        width = call.output_shapes[0][-1]
+        return any(
+            zero for zero, shape in zip(zero_inputs, call.input_shapes) if shape[-1] == width
+        )
 
     def propagate(self, layer, call, inputs, tracer):
         width = max(len(labels) for labels in inputs)
@@ -399,13 +454,21 @@ class ProducerHandler(LayerHandler):
             raise UnsupportedLayerError(f"groups={layer.groups}: grouped convolution")
 
     def propagate(self, layer, call, inputs, tracer):
-        return [tracer.new_units(layer, call.output_shapes[0][-1])]
+        units = tracer.new_units(layer, call.output_shapes[0][-1])
+        if _channel_mixing_activation(getattr(layer, "activation", None)):
+            # Like a softmax Activation layer after it: removing one output
+            # changes the others, so none is removed (the inputs still can be).
+            tracer.fix(units)
+        return [units]
 
     def is_source(self, layer, call):
         return True
 
     def passes_channels(self, layer, call):
         return False
+
+    def holds_zero(self, layer, call, zero_inputs):
+        return bool(self.output_parameters(layer))  # a zero kernel reads nothing
 
     def rebuild_config(self, layer, call, config, in_keep, out_keep):
         config[self.units_key] = len(out_keep[0])
@@ -470,6 +533,9 @@ class DepthwiseConvHandler(LayerHandler):
 
     def check(self, layer, call):
         _channels_last(layer)
+        name = _channel_mixing_activation(layer.activation)
+        if name:
+            raise UnsupportedLayerError(f"activation={name!r} mixes the channels")
 
     def propagate(self, layer, call, inputs, tracer):
         return [np.repeat(inputs[0], layer.depth_multiplier)]

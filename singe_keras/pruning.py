@@ -15,6 +15,7 @@ import logging
 import time
 
 import keras
+import numpy as np
 
 from singe_keras import allocation
 from singe_keras import checkpoint as checkpoint_lib
@@ -113,7 +114,8 @@ def prune(
         ValueError: for bad targets (including unreachable ones, with the
             smallest reachable value), bad options, missing or unusable data,
             a missing loss or optimizer, or a checkpoint written by another
-            call.
+            call; and, naming the round, for NaN or infinite relevance or
+            fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
     Example:
@@ -147,9 +149,10 @@ def prune(
     if validation_data is not None:
         data_lib.check_data(validation_data, model, "validation_data")
     compile_settings = _compile_settings(model, optimizer, loss, metrics, training,
-                                         criterion.needs_data and criterion.loss is None)
+                                         criterion.needs_loss and criterion.loss is None)
     # Fails now, with the smallest reachable costs, if the target is impossible.
-    allocation.check_reachable(graph, max_flops, max_params, min_units, round_to)
+    allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
+                               graph.ignored_layers)
 
     settings = {
         "target_flops": max_flops, "target_params": max_params,
@@ -184,7 +187,10 @@ def prune(
         step_flops = allocation.partial_target(original.flops, max_flops, fraction)
         step_params = allocation.partial_target(original.params, max_params, fraction)
         graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
-        scores = scoring.score(graph, dataset, criterion)
+        try:
+            scores = scoring.score(graph, dataset, criterion)
+        except ValueError as error:
+            raise ValueError(f"Round {round_index}/{rounds}: {error}") from error
         scored = time.perf_counter()
         plan = allocation.allocate(
             graph, scores.flat(), step_flops, step_params, normalization, min_units, round_to
@@ -195,6 +201,7 @@ def prune(
         logs = {}
         if finetune_steps:
             logs = _finetune(current, dataset, round_index, finetune_steps, batch_size, seed)
+            _check_loss(logs, f"Round {round_index}/{rounds}")
         if validation_data is not None:
             logs.update(_evaluate(current, validation_data, batch_size))
         cost = cost_lib.count_costs(current)
@@ -217,6 +224,7 @@ def prune(
         if seed is not None:
             keras.utils.set_random_seed(seed + rounds + 1)
         history = _fit(current, dataset, final_epochs, batch_size, validation_data)
+        _check_loss({k: v[-1] for k, v in history.history.items()}, "Final fine-tuning")
         entry = {
             "round": "final",
             "flops": report.rounds[-1]["flops"],
@@ -286,6 +294,16 @@ def _finetune(model, dataset, round_index, steps, batch_size, seed):
     batches = stream.skip((round_index - 1) * steps).take(steps)
     history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     return {k: v[-1] for k, v in history.history.items()}
+
+
+def _check_loss(logs, stage):
+    """Stops the run if fine-tuning made the loss NaN or infinite."""
+    if not np.isfinite(logs["loss"]):
+        raise ValueError(
+            f"{stage}: the fine-tuning loss is not finite ({logs['loss']}). "
+            "Check the data for NaN or infinity, or lower the optimizer's "
+            "learning rate."
+        )
 
 
 def _fit(model, dataset, epochs, batch_size, validation_data):

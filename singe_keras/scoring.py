@@ -66,7 +66,8 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
 
     Raises:
         ValueError: if the criterion needs data and none (or unusable data)
-            is given, or if the model has no loss and none is given.
+            is given, if it needs a loss and neither the model nor the
+            criterion has one, or if a relevance is NaN or infinite.
         TypeError: for a wrong type of `model`, `data` or `criterion`.
 
     Example:
@@ -94,14 +95,32 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
                 "('l1', 'l2', 'bn_scale', 'random')."
             )
         data_lib.check_data(data, gated.graph.model)
+    if criterion.needs_loss:
         criteria_lib.resolve_loss(criterion.loss, gated.graph.model)
     relevance = (
         np.asarray(criterion.score(gated, data), dtype="float64")
         if gated.graph.num_units
         else np.zeros(0)  # nothing prunable: nothing to score
     )
+    _check_finite(gated.graph, relevance, criterion)
     values, offset = {}, 0
     for group in gated.graph.groups:
         values[group.name] = relevance[offset : offset + group.size]
         offset += group.size
     return Scores(tuple(gated.graph.groups), values, criteria_lib.serialize(criterion))
+
+
+def _check_finite(graph, relevance, criterion):
+    """Raises if a unit's relevance is NaN or infinite (nothing could rank it)."""
+    bad = ~np.isfinite(relevance)
+    if bad.any():
+        groups = [
+            g.name for g in graph.groups
+            if bad[graph.group_offset(g.name):][: g.size].any()
+        ]
+        raise ValueError(
+            f"The {criterion.name!r} criterion gave non-finite relevance (NaN or "
+            f"infinity) to {int(bad.sum())} of {graph.num_units} units, in the "
+            f"groups {groups}. Check the model's weights and the data for NaN or "
+            "infinity (`all(np.isfinite(w).all() for w in model.get_weights())`)."
+        )

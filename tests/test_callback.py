@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -5,6 +7,7 @@ import tensorflow as tf
 
 import singe_keras
 import zoo
+from singe_keras import gate_gradients
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -155,3 +158,102 @@ def test_too_few_epochs_for_the_schedule_is_reported():
                                            pruning_events=4, verbose=0)
     with pytest.warns(UserWarning, match="has not reached its target"):
         _fit(model, callback, epochs=2)
+
+
+def _plant_nan(variable):
+    value = keras.ops.convert_to_numpy(variable).copy()
+    value.flat[7] = np.nan
+    variable.assign(value)
+
+
+def _conv_bn_model(**bn_options):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn", **bn_options)(x)
+    x = keras.layers.Activation("tanh", name="tanh")(x)
+    return zoo.randomize(keras.Model(inputs, zoo.head(x)))
+
+
+@pytest.mark.parametrize("scale", [True, False])
+@pytest.mark.parametrize("center", [True, False])
+def test_masked_channels_are_zero_after_every_batch_normalization(scale, center):
+    model = _conv_bn_model(scale=scale, center=center)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    x = _fit(model, callback, epochs=2)
+    removed = np.all(keras.ops.convert_to_numpy(model.get_layer("conv").kernel) == 0,
+                     axis=(0, 1, 2))
+    assert 0 < removed.sum() < 6
+    after_bn = keras.Model(model.input, model.get_layer("bn").output)(x[:8])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(after_bn)[..., removed], 0)
+    expected = np.asarray(model(x[:8]))
+    np.testing.assert_allclose(singe_keras.strip(model)(x[:8]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_squeeze_excitation_groups_are_pruned_through_the_gate():
+    model = zoo.build("squeeze_excitation")
+    callback = singe_keras.PruningCallback(target_flops=0.6, criterion="l1",
+                                           pruning_events=2, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "not pruned" warning
+        x = _fit(model, callback, epochs=2)
+    small = singe_keras.strip(model)
+    assert small.get_layer("stem_conv").filters < 8
+    assert small.get_layer("se_expand").units == small.get_layer("stem_conv").filters
+    original = singe_keras.count_flops(zoo.build("squeeze_excitation"))
+    assert singe_keras.count_flops(small) <= 0.6 * original
+    np.testing.assert_allclose(small(x[:8]), model(x[:8]), rtol=1e-5, atol=1e-5)
+
+
+def test_unreachable_target_does_not_blame_ignored_layers_that_were_not_passed():
+    model = zoo.build("chain")
+    model.compile(optimizer="sgd", loss=CE)
+    x, y = _data(model)
+    callback = singe_keras.PruningCallback(target_flops=1e-6, criterion="l1", verbose=0)
+    with pytest.raises(ValueError, match="cannot be reached") as error:
+        model.fit(x, y, epochs=1, callbacks=[callback], verbose=0)
+    assert "ignored_layers" not in str(error.value)
+
+
+def test_one_gated_model_and_one_trace_serve_every_event(monkeypatch):
+    steps = []
+    attribution_step = gate_gradients.attribution_step
+
+    def spy(gated, loss_fn):
+        steps.append(attribution_step(gated, loss_fn))
+        return steps[-1]
+
+    monkeypatch.setattr(gate_gradients, "attribution_step", spy)
+    model = zoo.build("chain")
+    x, y = _data(model)
+    callback = singe_keras.PruningCallback(target_flops=0.5, data=(x[:16], y[:16]),
+                                           pruning_events=3, verbose=0)
+    _fit(model, callback, epochs=3)
+    assert len(steps) == 3
+    assert len({id(step) for step in steps}) == 1
+    assert steps[0].experimental_get_tracing_count() == 1
+
+
+def test_non_finite_scores_stop_the_callback_and_name_the_event():
+    model = zoo.build("chain")
+    _plant_nan(model.get_layer("b_conv").kernel)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=2, verbose=0)
+    with pytest.raises(ValueError, match=r"event 1/2.*non-finite"):
+        _fit(model, callback, epochs=2)
+
+
+def test_layer_normalization_without_scale_is_left_alone_with_a_warning():
+    # Normalized over the channels, a zero channel is not zero: no mask helps.
+    inputs = keras.Input((5, 4))
+    x = keras.layers.Dense(8, name="d1")(inputs)
+    x = keras.layers.LayerNormalization(scale=False, name="ln")(x)
+    x = keras.layers.Dense(6, name="d2")(keras.layers.Flatten(name="flatten")(x))
+    model = zoo.randomize(keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)))
+    callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"\['ln'\]"):
+        x = _fit(model, callback, epochs=1)
+    small = singe_keras.strip(model)
+    assert small.get_layer("d1").units == 8 and small.get_layer("d2").units < 6
+    np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)

@@ -319,7 +319,16 @@ def test_bad_criterion_type_is_rejected():
         criteria.get(3)
 
 
-def test_custom_criterion_can_be_registered():
+@pytest.fixture
+def registry():
+    """Criteria registered by a test are removed after it."""
+    saved = dict(criteria._REGISTRY)
+    yield
+    criteria._REGISTRY.clear()
+    criteria._REGISTRY.update(saved)
+
+
+def test_custom_criterion_can_be_registered(registry):
     @criteria.register_criterion("first_is_best")
     class FirstIsBest(criteria.Criterion):
         def score(self, gated, data=None):
@@ -396,3 +405,73 @@ def test_a_model_with_nothing_to_prune_scores_empty():
     model.compile(loss="mse")
     scores = singe_keras.score(model, (np.zeros((4, 4)), np.zeros((4, 3))))
     assert scores.groups == () and scores.flat().size == 0
+
+
+def _activation_criterion(registry):
+    """A data criterion without a loss: mean |gated output| per unit's gate."""
+
+    @criteria.register_criterion("output_sensitivity")
+    class OutputSensitivity(criteria.Criterion):
+        needs_data = True
+
+        def score(self, gated, data=None):
+            x = data[0][:4]
+            full = np.asarray(gated(x))
+            relevance = np.zeros(gated.graph.num_units)
+            for unit in range(gated.graph.num_units):
+                gates = np.ones(gated.graph.num_units, "float32")
+                gates[unit] = 0.0
+                relevance[unit] = np.abs(np.asarray(gated(x, gates=gates)) - full).mean()
+            return relevance
+
+    return OutputSensitivity
+
+
+def test_custom_data_criterion_without_a_loss_prunes_an_uncompiled_model(registry):
+    _activation_criterion(registry)
+    model = zoo.build("chain")  # not compiled: no loss anywhere
+    pruned = singe_keras.prune(model, _data(model), target_flops=0.6,
+                               criterion="output_sensitivity", rounds=1,
+                               finetune_steps=0, verbose=0)
+    assert singe_keras.count_flops(pruned) <= 0.6 * singe_keras.count_flops(model)
+
+
+def test_custom_criterion_that_needs_a_loss_gets_the_model_loss(registry):
+    seen = []
+
+    @criteria.register_criterion("loss_probe")
+    class LossProbe(criteria.Criterion):
+        needs_data = True
+        needs_loss = True
+
+        def score(self, gated, data=None):
+            seen.append(criteria.resolve_loss(self.loss, gated.graph.model))
+            return np.arange(gated.graph.num_units, dtype=float)
+
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match="need a loss"):
+        singe_keras.prune(model, _data(model), target_flops=0.6, criterion="loss_probe",
+                          rounds=1, finetune_steps=0, verbose=0)
+    singe_keras.prune(_compiled("chain"), _data(model), target_flops=0.6,
+                      criterion="loss_probe", rounds=1, finetune_steps=0, verbose=0)
+    assert isinstance(seen[0], keras.losses.SparseCategoricalCrossentropy)
+
+
+def test_labels_that_do_not_match_the_inputs_are_named():
+    model = _compiled("chain")
+    x, y = _data(model)
+    with pytest.raises(ValueError, match=r"16 inputs.*3 labels"):
+        singe_keras.score(model, (x, y[:3]))
+    with pytest.raises(ValueError, match=r"16 inputs.*16 labels.*5 sample weights"):
+        singe_keras.score(model, (x, y, np.ones(5)))
+
+
+@pytest.mark.parametrize("criterion", ["l1", "singe"])
+def test_a_nan_weight_is_reported_instead_of_ranked(criterion):
+    model = _compiled("chain")
+    kernel = model.get_layer("b_conv").kernel
+    value = keras.ops.convert_to_numpy(kernel).copy()
+    value[0, 0, 0, 2] = np.nan
+    kernel.assign(value)
+    with pytest.raises(ValueError, match=r"non-finite relevance.*'b_conv'"):
+        singe_keras.score(model, _data(model), criterion)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("ai_edge_litert")  # every example times its files with LiteRT
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 PRETRAINED = ROOT.parent / "shared" / "models" / "resnet20_cifar10.keras"

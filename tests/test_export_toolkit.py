@@ -18,6 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+pytest.importorskip("ai_edge_litert")  # the toolkit runs on LiteRT only
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "export" / "litert_bench.py"
 

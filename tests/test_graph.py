@@ -2,6 +2,7 @@ import re
 import warnings
 
 import keras
+import numpy as np
 import pytest
 
 import singe_keras
@@ -167,3 +168,18 @@ def test_a_weightless_layer_reused_on_other_widths_couples_nothing():
 
 def test_ignored_layers_may_be_a_single_name():
     assert "a_conv" not in _groups(zoo.build("chain"), ignored_layers="a_conv")
+
+
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax"])
+def test_producer_with_a_channel_mixing_activation_keeps_its_units(activation):
+    inputs = keras.Input((5,))
+    x = L.Dense(8, activation="relu", name="d0")(inputs)
+    x = L.Dense(6, activation=activation, name="d1")(x)
+    model = zoo.randomize(keras.Model(inputs, L.Dense(3, name="logits")(x)))
+    graph = singe_keras.trace(model)
+    assert [g.name for g in graph.groups] == ["d0"]  # its inputs are still pruned
+    plan = singe_keras.Plan.full(graph).with_kept("d0", [0, 2, 5])
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    x = zoo.sample_inputs(model, batch=8)
+    np.testing.assert_allclose(singe_keras.rebuild(graph, plan)(x), gated(x), atol=1e-5)

@@ -267,3 +267,61 @@ def test_checkpoint_with_another_optimizer_is_refused(tmp_path):
     singe_keras.prune(model, data, **arguments)
     with pytest.raises(ValueError, match="another model or other arguments"):
         singe_keras.prune(model, data, optimizer="adam", **arguments)
+
+
+def test_each_round_prunes_to_its_share_of_the_target():
+    model = zoo.build("residual")
+    original = singe_keras.count_flops(model)
+    _, report = singe_keras.prune(model, target_flops=0.4, criterion="l1", rounds=4,
+                                  finetune_steps=0, return_report=True, verbose=0)
+    for entry in report.rounds:
+        goal = original - (original - 0.4 * original) * entry["round"] / 4
+        assert goal - _unit_flops(model) < entry["flops"] <= goal
+
+
+@pytest.mark.parametrize("criterion", ["l1", "singe"])
+def test_least_relevant_units_are_removed_first(criterion):
+    model = _compiled("chain")
+    dead = [0, 3]  # b_conv filters with a zero kernel that the logits do not read
+    for layer, axis in (("b_conv", -1), ("logits", 0)):
+        kernel = model.get_layer(layer).kernel
+        value = keras.ops.convert_to_numpy(kernel).copy()
+        np.moveaxis(value, axis, 0)[dead] = 0.0
+        kernel.assign(value)
+    graph = singe_keras.trace(model)
+    alive = [1, 2, 4]
+    target = singe_keras.count_flops(graph, singe_keras.Plan.full(graph).with_kept("b_conv", alive))
+    _, report = singe_keras.prune(model, _data(model), target_flops=target, criterion=criterion,
+                                  rounds=1, finetune_steps=0, return_report=True, verbose=0)
+    assert report.layers["b_conv"]["kept_outputs"] == alive
+    assert report.layers["a_conv"]["kept_outputs"] == list(range(6))
+
+
+def test_a_nan_weight_stops_pruning_and_names_the_round():
+    model = zoo.build("chain")
+    kernel = model.get_layer("a_conv").kernel
+    value = keras.ops.convert_to_numpy(kernel).copy()
+    value[1, 1, 0, 4] = np.nan
+    kernel.assign(value)
+    with pytest.raises(ValueError, match=r"Round 1/2: .*non-finite relevance.*'a_conv'"):
+        singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=2,
+                          finetune_steps=0, verbose=0)
+
+
+def test_a_non_finite_fine_tuning_loss_stops_pruning_and_names_the_round():
+    model = _compiled("chain")
+    x, y = _data(model)
+    x[:, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"Round 1/2: the fine-tuning loss is not finite"):
+        singe_keras.prune(model, (x, y), target_flops=0.5, criterion="l1", rounds=2,
+                          finetune_steps=2, verbose=0)
+
+
+def test_unreachable_target_names_ignored_layers_only_when_given():
+    model = zoo.build("chain")
+    arguments = dict(target_flops=1e-6, criterion="l1", finetune_steps=0)
+    with pytest.raises(ValueError, match="cannot be reached") as error:
+        singe_keras.prune(model, **arguments)
+    assert "ignored_layers" not in str(error.value)
+    with pytest.raises(ValueError, match=r"remove layers from `ignored_layers` \(\['a_conv'\]\)"):
+        singe_keras.prune(model, ignored_layers=["a_conv"], **arguments)

@@ -2,7 +2,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert import interpreter as litert
 
 import singe_keras
 import zoo
@@ -107,6 +106,7 @@ def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
 @pytest.mark.parametrize("name", ["residual", "depthwise_separable", "squeeze_excitation"])
 def test_rebuilt_model_converts_to_tflite(name):
     model, _, _, small = _rebuilt(name)
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
     content = tf.lite.TFLiteConverter.from_keras_model(small).convert()
     interpreter = litert.Interpreter(model_content=content)
     interpreter.allocate_tensors()
