@@ -89,8 +89,8 @@ class PruningCallback(keras.callbacks.Callback):
         pruning_events: how many times to prune. Defaults to `4`.
         start_epoch: epoch of the first event. Defaults to `0`.
         frequency: epochs between events. Defaults to `1`.
-        normalization, min_units, round_to, ignored_layers: see
-            `singe_keras.prune`.
+        normalization, min_units, round_to, max_pruning_ratio, ignored_layers:
+            see `singe_keras.prune`.
         verbose: 0 or 1 (a line per event). Defaults to `1`.
 
     Example:
@@ -114,13 +114,14 @@ class PruningCallback(keras.callbacks.Callback):
         normalization="flops",
         min_units=1,
         round_to=1,
+        max_pruning_ratio=None,
         ignored_layers=None,
         verbose=1,
     ):
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
         allocation.check_options(
-            target_flops, target_params, normalization, verbose,
+            target_flops, target_params, normalization, verbose, max_pruning_ratio,
             pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
             min_units=min_units, round_to=round_to,
         )
@@ -134,6 +135,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.pruning_events, self.start_epoch, self.frequency = (
             pruning_events, start_epoch, frequency)
         self.normalization, self.min_units, self.round_to = normalization, min_units, round_to
+        self.max_pruning_ratio = max_pruning_ratio
         self.ignored_layers = ignored_layers
         self.verbose = verbose
 
@@ -156,7 +158,8 @@ class PruningCallback(keras.callbacks.Callback):
             allocation.absolute_target("target_flops", self.target_flops, original.flops),
             allocation.absolute_target("target_params", self.target_params, original.params),
         )
-        allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to)
+        allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
+                                   self.max_pruning_ratio)
         self._graph, self._original = graph, original
         self._masks = _install_masks(graph)
         # A train function compiled before the masks existed would not apply them.
@@ -185,13 +188,12 @@ class PruningCallback(keras.callbacks.Callback):
         graph, (max_flops, max_params) = self._graph, self._targets
         kept = _kept_units(graph, self._masks)
         relevance = scoring.score(GatedModel(graph), self.data, self.criterion).flat()
-        relevance = allocation.normalize(graph, relevance, self.normalization, kept)
-        relevance[~kept] = -np.inf  # pruned units stay pruned
         plan = allocation.allocate(
             graph, relevance,
             allocation.partial_target(self._original.flops, max_flops, fraction),
             allocation.partial_target(self._original.params, max_params, fraction),
-            "none", self.min_units, self.round_to,
+            self.normalization, self.min_units, self.round_to, self.max_pruning_ratio,
+            kept_units=kept,  # pruned units stay pruned
         )
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
         if self.verbose:

@@ -197,7 +197,8 @@ def test_unreachable_target_gives_the_smallest_reachable():
 @pytest.mark.parametrize(
     "option, value",
     [("rounds", 0), ("finetune_steps", -1), ("final_epochs", 1.5), ("batch_size", 0),
-     ("min_units", 0), ("round_to", 0), ("normalization", "max"), ("verbose", 2)],
+     ("min_units", 0), ("round_to", 0), ("normalization", "maximum"), ("verbose", 2),
+     ("max_pruning_ratio", 1.0)],
 )
 def test_bad_options_are_rejected(option, value):
     with pytest.raises(ValueError, match=f"`{option}` must be"):
