@@ -205,3 +205,12 @@ def test_callback_respects_max_pruning_ratio():
     small = singe_keras.trace(singe_keras.strip(model))
     assert all(g.size >= math.ceil(0.4 * sizes[g.name]) for g in small.groups)
     assert any(g.size < sizes[g.name] for g in small.groups)
+
+
+def test_checkpoint_with_another_max_pruning_ratio_is_refused(tmp_path):
+    model = zoo.build("chain")
+    arguments = dict(target_flops=0.5, criterion="l1", rounds=2, finetune_steps=0,
+                     checkpoint_dir=tmp_path, verbose=0)
+    singe_keras.prune(model, max_pruning_ratio=0.8, **arguments)
+    with pytest.raises(ValueError, match="another model or other arguments"):
+        singe_keras.prune(model, max_pruning_ratio=0.9, **arguments)
