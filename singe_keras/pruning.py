@@ -77,8 +77,9 @@ def prune(
             FLOPs, or this absolute number (> 1) of FLOPs.
         target_params: likewise for parameters. At least one target is
             needed.
-        criterion: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"bn_scale"`,
-            `"random"`, a config dict or a `Criterion`. Defaults to `"singe"`.
+        criterion: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"group_l1"`,
+            `"group_l2"`, `"bn_scale"`, `"random"`, a config dict or a
+            `Criterion`. Defaults to `"singe"`.
         rounds: number of prune/fine-tune rounds. Defaults to `4`.
         finetune_steps: optimizer steps after each round. Defaults to `100`.
         final_epochs: epochs of fine-tuning after the last round.
