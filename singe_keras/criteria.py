@@ -433,9 +433,10 @@ def get(identifier):
 
     Args:
         identifier: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"group_l1"`,
-            `"group_l2"`, `"bn_scale"`, `"random"` (or a name registered with `register_criterion`), a
-            dict `{"class_name": name, "config": {...}}`, a `Criterion`
-            subclass, or a `Criterion` instance.
+            `"group_l2"`, `"bn_scale"`, `"random"` (or a name registered
+            with `register_criterion`), a dict `{"class_name": name,
+            "config": {...}}`, a `Criterion` subclass, or a `Criterion`
+            instance.
 
     Raises:
         ValueError: for an unknown name.

@@ -1,5 +1,6 @@
 import math
 
+import keras
 import numpy as np
 import pytest
 
@@ -90,10 +91,6 @@ def test_per_group_normalizations_ignore_a_group_scale(normalization):
     assert plans[1] != plans[3]  # unnormalized, the scaled group is kept whole
 
 
-def _kept_flops(graph, plan):
-    return singe_keras.count_flops(graph, plan)
-
-
 @pytest.mark.parametrize("normalization", ["flops", "mean", "none"])
 @pytest.mark.parametrize("target", [0.5, 0.7, 0.85])
 @pytest.mark.parametrize("round_to", [1, 2])
@@ -103,7 +100,7 @@ def test_no_removed_block_fits_back_under_the_target(normalization, target, roun
     budget = target * singe_keras.count_flops(graph)
     plan = allocation.allocate(graph, relevance, budget, normalization=normalization,
                                round_to=round_to)
-    assert _kept_flops(graph, plan) <= budget
+    assert singe_keras.count_flops(graph, plan) <= budget
     for group in graph.groups:
         kept = plan.keep[group.name]
         removed = sorted(set(range(group.size)) - set(kept))
@@ -111,7 +108,7 @@ def test_no_removed_block_fits_back_under_the_target(normalization, target, roun
             continue
         # The cheapest block to put back: round_to units (or the rest of the group).
         bigger = plan.with_kept(group.name, list(kept) + removed[:round_to])
-        assert _kept_flops(graph, bigger) > budget, group.name
+        assert singe_keras.count_flops(graph, bigger) > budget, group.name
 
 
 def test_put_back_restores_the_most_relevant_removed_units_first():
@@ -192,8 +189,6 @@ def test_prune_rounds_do_not_compound_the_max_pruning_ratio():
 
 
 def test_callback_respects_max_pruning_ratio():
-    import keras
-
     model = zoo.build("residual")
     sizes = {g.name: g.size for g in singe_keras.trace(model).groups}
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
