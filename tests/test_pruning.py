@@ -130,7 +130,9 @@ def test_progress_is_one_line_per_round_and_can_be_silenced(capsys):
 
 
 def _worker(*arguments):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    # The checkout under test, not whichever singe_keras is installed.
+    root = os.path.dirname(os.path.dirname(singe_keras.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), root]))
     return subprocess.run(
         [sys.executable, os.path.join(os.path.dirname(__file__), "prune_worker.py"), *map(str, arguments)],
         env=env, capture_output=True, text=True,
