@@ -3,17 +3,25 @@
 Units are ranked globally, across groups, by a normalised relevance
 (SINGE.md, "Allocation"), and the lowest-ranked are removed until the model
 fits the target. Removing more units never costs more, so the number of
-units to remove is found by bisection: the result meets the target and
-keeping one more unit of the ranking would not (the target is reached to
-within one unit's cost, never overshot upward).
+units to remove is found by bisection; then the most relevant removed units
+that still fit are put back, one group step at a time, so that the result
+meets the target and no single removed unit (or `round_to` block) could be
+restored without exceeding it.
 """
+
+import math
 
 import numpy as np
 
 from singe_keras import cost as cost_lib
 from singe_keras.plan import Plan
 
-NORMALIZATIONS = ("none", "l2", "flops")
+NORMALIZATIONS = ("none", "mean", "max", "sum", "l2", "gaussian", "flops")
+
+# Per-group scales: the group's relevances are divided by scale(|kept ones|).
+_SCALES = {"mean": np.mean, "max": np.max, "sum": np.sum, "l2": np.linalg.norm}
+# Torch-Pruning's epsilon in its "gaussian" normalizer.
+_GAUSSIAN_EPSILON = 1e-8
 
 
 def partial_target(total, target, fraction):
@@ -21,7 +29,9 @@ def partial_target(total, target, fraction):
     return None if target is None else total - (total - target) * fraction
 
 
-def check_options(target_flops, target_params, normalization, verbose, **integers):
+def check_options(
+    target_flops, target_params, normalization, verbose, max_pruning_ratio=None, **integers
+):
     """Validates the options `prune` and `PruningCallback` share.
 
     Raises:
@@ -44,6 +54,15 @@ def check_options(target_flops, target_params, normalization, verbose, **integer
         raise ValueError(
             f"`normalization` must be one of {list(NORMALIZATIONS)}. "
             f"Received: normalization={normalization!r}"
+        )
+    if max_pruning_ratio is not None and (
+        isinstance(max_pruning_ratio, bool)
+        or not isinstance(max_pruning_ratio, (int, float, np.number))
+        or not 0 < max_pruning_ratio < 1
+    ):
+        raise ValueError(
+            "`max_pruning_ratio` must be a number in (0, 1) or None. "
+            f"Received: max_pruning_ratio={max_pruning_ratio!r}"
         )
     if verbose not in (0, 1):
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
@@ -70,33 +89,70 @@ def absolute_target(name, target, total):
 def normalize(graph, relevance, normalization, kept_units=None):
     """Makes relevances comparable across groups.
 
+    Every normalization but `"none"` works group by group; with `r` the
+    group's relevances and `k` those of its kept units (the statistics
+    ignore units already removed, as Torch-Pruning, which scores only the
+    channels a model still has):
+
+    - `"none"`: `r`.
+    - `"mean"`: `r / mean(|k|)` (Torch-Pruning's default normalizer).
+    - `"max"`: `r / max(|k|)`.
+    - `"sum"`: `r / sum(|k|)`.
+    - `"l2"`: `r / sqrt(sum(k**2))`.
+    - `"gaussian"`: `(r - mean(k)) / (std(k) + 1e-8)`, with `std` the sample
+      standard deviation (`ddof=1`, as `torch.std`); a group whose kept
+      relevances are all equal (one kept unit included) gets 0 everywhere.
+    - `"flops"`: `r / s`, with `s` the FLOPs that removing one more kept unit
+      of the group saves (not applied to a group with one kept unit).
+
+    Taking absolute values in the scales keeps the order within a group for
+    signed relevances (and equals Torch-Pruning's formulas on non-negative
+    ones); a zero scale leaves the group as it is. Every normalization is an
+    increasing function of `r` within a group, so it changes only how groups
+    compare.
+
     Args:
         graph: the `CouplingGraph`.
         relevance: the `(num_units,)` relevance of every unit.
-        normalization: `"none"`; `"l2"`, each group's relevances divided by
-            their L2 norm; or `"flops"`, each unit's relevance divided by the
-            FLOPs its removal saves.
+        normalization: one of `NORMALIZATIONS`.
         kept_units: the units still in the model (a boolean mask; units
-            already masked out cost nothing). Defaults to `None` (all).
+            already removed are scaled with their group but neither enter
+            its statistics nor cost anything). Defaults to `None` (all).
 
     Returns:
         The normalised `(num_units,)` relevance.
+
+    Example:
+
+    ```python
+    graph = singe_keras.trace(model)
+    relevance = singe_keras.criteria.get("l1").score(singe_keras.GatedModel(graph))
+    normalized = singe_keras.allocation.normalize(graph, relevance, "mean")
+    ```
     """
     relevance = np.asarray(relevance, dtype="float64").copy()
     if normalization == "none":
         return relevance
     kept_units = np.ones(graph.num_units, bool) if kept_units is None else kept_units
-    current = Plan.from_mask(graph, kept_units)
-    base = cost_lib.count_flops(graph, current) if normalization == "flops" else None
+    if normalization == "flops":
+        current = Plan.from_mask(graph, kept_units)
+        base = cost_lib.count_flops(graph, current)
     for group in graph.groups:
         units = slice(graph.group_offset(group.name), graph.group_offset(group.name) + group.size)
-        kept = current.keep[group.name]
-        if normalization == "l2":
-            norm = np.linalg.norm(relevance[units])
-            relevance[units] /= norm if norm > 0 else 1.0
-        elif len(kept) > 1:  # "flops": what removing one more unit of the group saves
-            saved = base - cost_lib.count_flops(graph, current.with_kept(group.name, kept[1:]))
-            relevance[units] /= max(saved, 1)
+        kept = relevance[units][kept_units[units]]
+        if normalization == "gaussian":
+            if np.ptp(kept) > 0:
+                spread = np.std(kept, ddof=1) + _GAUSSIAN_EPSILON
+                relevance[units] = (relevance[units] - kept.mean()) / spread
+            else:
+                relevance[units] = 0.0
+        elif normalization == "flops":
+            if len(kept) > 1:  # what removing one more unit of the group saves
+                fewer = current.with_kept(group.name, current.keep[group.name][1:])
+                relevance[units] /= max(base - cost_lib.count_flops(graph, fewer), 1)
+        else:
+            scale = _SCALES[normalization](np.abs(kept))
+            relevance[units] /= scale if scale > 0 else 1.0
     return relevance
 
 
@@ -108,8 +164,18 @@ def allocate(
     normalization="flops",
     min_units=1,
     round_to=1,
+    max_pruning_ratio=None,
+    *,
+    kept_units=None,
+    original_sizes=None,
 ):
     """The plan that removes the least relevant units until the costs fit.
+
+    Units are removed in the order of their normalised relevance (lowest
+    first) until the costs fit (found by bisection). Then, the removed units
+    are visited from the most relevant down, and each is put back (with the
+    rest of its group's `round_to` block) if the costs still fit: the result
+    is as close under the target as the units allow.
 
     Args:
         graph: the `CouplingGraph` of the model.
@@ -121,90 +187,163 @@ def allocate(
             them if it has fewer). Defaults to `1`.
         round_to: every group keeps a multiple of this many units (or all
             of them), for hardware-friendly channel counts. Defaults to `1`.
+        max_pruning_ratio: every group keeps at least
+            `ceil((1 - max_pruning_ratio) * size)` units (the larger of this
+            and `min_units` holds). `None` sets no such limit. Defaults to
+            `None`.
+        kept_units: the units still in the model (a boolean mask); the
+            others stay removed. Defaults to `None` (all).
+        original_sizes: `{group name: units}` before any pruning, which
+            `max_pruning_ratio` counts from (`prune` passes the input
+            model's, so that rounds do not compound the ratio). Defaults to
+            `None` (the graph's own sizes).
 
     Returns:
         A `Plan`.
 
     Raises:
-        ValueError: if the targets cannot be met within `min_units` and
-            `round_to`; the message gives the smallest reachable costs.
+        ValueError: if the targets cannot be met within `min_units`,
+            `round_to` and `max_pruning_ratio`; the message gives the
+            smallest reachable costs.
+
+    Example:
+
+    ```python
+    graph = singe_keras.trace(model)
+    relevance = singe_keras.criteria.get("l1").score(singe_keras.GatedModel(graph))
+    plan = singe_keras.allocation.allocate(
+        graph, relevance, max_flops=0.5 * singe_keras.count_flops(graph),
+        normalization="mean", max_pruning_ratio=0.9)
+    ```
     """
-    order = _removal_order(graph, normalize(graph, relevance, normalization), min_units)
-    relevance = np.asarray(relevance, dtype="float64")
+    available = np.ones(graph.num_units, bool) if kept_units is None else (
+        np.asarray(kept_units, bool))
+    normalized = normalize(graph, relevance, normalization, available)
+    floors = _floors(graph, min_units, max_pruning_ratio, original_sizes)
+    groups = graph.groups
+    # Per group, its removable units in the order they go (least relevant first).
+    sequences = []
+    for group in groups:
+        start = graph.group_offset(group.name)
+        candidates = start + np.flatnonzero(available[start : start + group.size])
+        ranked = candidates[np.argsort(normalized[candidates], kind="stable")]
+        sequences.append(ranked[: max(len(ranked) - floors[group.name], 0)])
+    counts = [int(available[graph.group_offset(g.name):][: g.size].sum()) for g in groups]
+    group_of, position = np.full(graph.num_units, -1), np.zeros(graph.num_units, int)
+    for index, sequence in enumerate(sequences):
+        group_of[sequence], position[sequence] = index, np.arange(len(sequence))
+    order = np.concatenate(sequences + [np.zeros(0, int)])
+    order = order[np.argsort(normalized[order], kind="stable")]
 
-    def plan_removing(count):
-        kept = np.ones(graph.num_units, bool)
-        kept[order[:count]] = False
+    def plan_of(removed):
+        """The plan removing the first `removed[g]` units of each group's sequence."""
         keep = {}
-        for group in graph.groups:
+        for group, sequence, count, gone in zip(groups, sequences, counts, removed):
             start = graph.group_offset(group.name)
-            mask = kept[start : start + group.size]
-            wanted = min(group.size, -(-int(mask.sum()) // round_to) * round_to)
-            # Kept units first, then (rounding up) the most relevant removed ones.
-            ranked = np.lexsort((-relevance[start : start + group.size], ~mask))
-            keep[group.name] = np.sort(ranked[:wanted])
-        return Plan(keep, {g.name: g.size for g in graph.groups})
+            mask = available[start : start + group.size].copy()
+            mask[sequence[:gone] - start] = False
+            keep[group.name] = np.flatnonzero(mask)
+        return Plan(keep, {g.name: g.size for g in groups})
 
-    def fits(plan):
-        cost = cost_lib.count_costs(graph, plan)
+    def rounded(removed):
+        """Removes fewer units where needed to keep a multiple of `round_to`."""
+        return [
+            count - min(count, -(-(count - gone) // round_to) * round_to)
+            for count, gone in zip(counts, removed)
+        ]
+
+    def removing(prefix):
+        removed = np.bincount(group_of[order[:prefix]], minlength=len(groups))
+        return rounded(removed.tolist())
+
+    def fits(removed):
+        cost = cost_lib.count_costs(graph, plan_of(removed))
         return (max_flops is None or cost.flops <= max_flops) and (
             max_params is None or cost.params <= max_params
         )
 
-    most = plan_removing(len(order))
+    most = removing(len(order))
     if not fits(most):
-        smallest = cost_lib.count_costs(graph, most)
-        raise _unreachable(smallest, min_units, round_to, max_flops, max_params)
-    low, high = 0, len(order)  # fits(plan_removing(high)) holds
+        smallest = cost_lib.count_costs(graph, plan_of(most))
+        raise _unreachable(smallest, min_units, round_to, max_pruning_ratio, max_flops,
+                           max_params)
+    low, high = 0, len(order)  # fits(removing(high)) holds
     while low < high:
         middle = (low + high) // 2
-        if fits(plan_removing(middle)):
+        if fits(removing(middle)):
             high = middle
         else:
             low = middle + 1
-    return plan_removing(high)
+    removed = removing(high)
+    # Put back: a group whose next block did not fit never fits later (costs
+    # only grow as units come back), so each group is tried until it fails.
+    closed = set()
+    for unit in order[:high][::-1]:
+        index = group_of[unit]
+        if index in closed or position[unit] >= removed[index]:
+            continue  # its group failed, or rounding already put it back
+        trial = list(removed)
+        trial[index] = removed[index] - 1
+        trial = rounded(trial)
+        if fits(trial):
+            removed = trial
+        else:
+            closed.add(index)
+    return plan_of(removed)
 
 
-def _removal_order(graph, normalized, min_units):
-    """Removable units, least relevant first; each group's best are protected."""
-    removable = np.ones(graph.num_units, bool)
+def _floors(graph, min_units, max_pruning_ratio, original_sizes=None):
+    """Per group, the fewest units it may keep."""
+    floors = {}
     for group in graph.groups:
-        start = graph.group_offset(group.name)
-        best = np.argsort(-normalized[start : start + group.size], kind="stable")
-        removable[start + best[: min(min_units, group.size)]] = False
-    candidates = np.flatnonzero(removable)
-    return candidates[np.argsort(normalized[candidates], kind="stable")]
+        floor = min_units
+        if max_pruning_ratio is not None:
+            size = (original_sizes or {}).get(group.name, group.size)
+            # Rounded first: (1 - 0.7) * 10 is 3.0000000000000004 in floats.
+            floor = max(floor, math.ceil(round((1 - max_pruning_ratio) * size, 9)))
+        floors[group.name] = min(floor, group.size)
+    return floors
 
 
-def check_reachable(graph, max_flops, max_params, min_units=1, round_to=1, ignored_layers=()):
+def check_reachable(
+    graph, max_flops, max_params, min_units=1, round_to=1, max_pruning_ratio=None,
+    ignored_layers=(),
+):
     """Raises the `allocate` error if no plan can meet the targets.
 
     `ignored_layers` (the names the user passed) are suggested for removal.
     """
-    smallest = cost_lib.count_costs(graph, _smallest_plan(graph, min_units, round_to))
+    smallest = cost_lib.count_costs(
+        graph, _smallest_plan(graph, min_units, round_to, max_pruning_ratio)
+    )
     if (max_flops is not None and smallest.flops > max_flops) or (
         max_params is not None and smallest.params > max_params
     ):
-        raise _unreachable(smallest, min_units, round_to, max_flops, max_params, ignored_layers)
+        raise _unreachable(smallest, min_units, round_to, max_pruning_ratio, max_flops,
+                           max_params, ignored_layers)
 
 
-def _smallest_plan(graph, min_units, round_to):
+def _smallest_plan(graph, min_units, round_to, max_pruning_ratio):
     keep = {}
+    floors = _floors(graph, min_units, max_pruning_ratio)
     for group in graph.groups:
-        count = min(group.size, -(-min(min_units, group.size) // round_to) * round_to)
+        count = min(group.size, -(-floors[group.name] // round_to) * round_to)
         keep[group.name] = range(count)
     return Plan(keep, {g.name: g.size for g in graph.groups})
 
 
-def _unreachable(smallest, min_units, round_to, max_flops, max_params, ignored_layers=()):
+def _unreachable(
+    smallest, min_units, round_to, max_pruning_ratio, max_flops, max_params, ignored_layers=()
+):
     ignored = (
         f", or remove layers from `ignored_layers` ({list(ignored_layers)})"
         if ignored_layers else ""
     )
     return ValueError(
-        "The target cannot be reached: with min_units="
-        f"{min_units} and round_to={round_to}, the smallest reachable model "
-        f"has {smallest.flops:,} FLOPs and {smallest.params:,} parameters. "
-        f"Received: target_flops={max_flops}, target_params={max_params} "
-        f"(absolute). Raise the target, or lower `min_units`/`round_to`{ignored}."
+        f"The target cannot be reached: with min_units={min_units}, round_to="
+        f"{round_to} and max_pruning_ratio={max_pruning_ratio}, the smallest "
+        f"reachable model has {smallest.flops:,} FLOPs and {smallest.params:,} "
+        f"parameters. Received: target_flops={max_flops}, target_params="
+        f"{max_params} (absolute). Raise the target, or lower `min_units`/"
+        f"`round_to`, or raise `max_pruning_ratio`{ignored}."
     )

@@ -92,8 +92,8 @@ class PruningCallback(keras.callbacks.Callback):
         pruning_events: how many times to prune. Defaults to `4`.
         start_epoch: epoch of the first event. Defaults to `0`.
         frequency: epochs between events. Defaults to `1`.
-        normalization, min_units, round_to, ignored_layers: see
-            `singe_keras.prune`.
+        normalization, min_units, round_to, max_pruning_ratio, ignored_layers:
+            see `singe_keras.prune`.
         verbose: 0 or 1 (a line per event). Defaults to `1`.
 
     Example:
@@ -117,13 +117,14 @@ class PruningCallback(keras.callbacks.Callback):
         normalization="flops",
         min_units=1,
         round_to=1,
+        max_pruning_ratio=None,
         ignored_layers=None,
         verbose=1,
     ):
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
         allocation.check_options(
-            target_flops, target_params, normalization, verbose,
+            target_flops, target_params, normalization, verbose, max_pruning_ratio,
             pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
             min_units=min_units, round_to=round_to,
         )
@@ -137,6 +138,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.pruning_events, self.start_epoch, self.frequency = (
             pruning_events, start_epoch, frequency)
         self.normalization, self.min_units, self.round_to = normalization, min_units, round_to
+        self.max_pruning_ratio = max_pruning_ratio
         self.ignored_layers = ignored_layers
         self.verbose = verbose
 
@@ -160,7 +162,7 @@ class PruningCallback(keras.callbacks.Callback):
             allocation.absolute_target("target_params", self.target_params, original.params),
         )
         allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
-                                   ignored)
+                                   self.max_pruning_ratio, ignored)
         self._graph, self._original = graph, original
         self._gated = GatedModel(graph)  # one per fit: scoring traces once
         self._masks = _install_masks(graph)
@@ -196,13 +198,12 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"
             ) from error
-        relevance = allocation.normalize(graph, relevance, self.normalization, kept)
-        relevance[~kept] = -np.inf  # pruned units stay pruned
         plan = allocation.allocate(
             graph, relevance,
             allocation.partial_target(self._original.flops, max_flops, fraction),
             allocation.partial_target(self._original.params, max_params, fraction),
-            "none", self.min_units, self.round_to,
+            self.normalization, self.min_units, self.round_to, self.max_pruning_ratio,
+            kept_units=kept,  # pruned units stay pruned
         )
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
         if self.verbose:

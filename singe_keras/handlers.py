@@ -123,6 +123,15 @@ class LayerHandler:
         """
         return None
 
+    def input_weights(self, layer):
+        """The weights that read each input channel, input channels on the last axis.
+
+        Group magnitude criteria (`group_l1`, `group_l2`) read them: each
+        array is one parameter slice coupled with the channel. An empty list
+        for layers that read their inputs without weights.
+        """
+        return []
+
     def channel_scale(self, layer):
         """A per-channel scale (BatchNormalization's gamma), or `None`."""
         return None
@@ -478,6 +487,9 @@ class ProducerHandler(LayerHandler):
         kernel = keras.ops.convert_to_numpy(layer.kernel)
         return np.moveaxis(kernel, self.out_axis, -1)
 
+    def input_weights(self, layer):
+        return [np.moveaxis(keras.ops.convert_to_numpy(layer.kernel), self.in_axis, -1)]
+
     def output_parameters(self, layer):
         if _activation_is_source(layer):
             return []
@@ -546,6 +558,10 @@ class DepthwiseConvHandler(LayerHandler):
     def passes_channels(self, layer, call):
         return layer.depth_multiplier == 1
 
+    def input_weights(self, layer):
+        # (*kernel_size, channels, multiplier): the multiplier's filters go with the channel.
+        return [np.moveaxis(keras.ops.convert_to_numpy(layer.kernel), -2, -1)]
+
     def output_parameters(self, layer):
         if _activation_is_source(layer):
             return []
@@ -567,6 +583,14 @@ class SeparableConvHandler(ProducerHandler):
 
     def output_weights(self, layer):
         return keras.ops.convert_to_numpy(layer.pointwise_kernel)
+
+    def input_weights(self, layer):
+        depthwise = keras.ops.convert_to_numpy(layer.depthwise_kernel)
+        pointwise = keras.ops.convert_to_numpy(layer.pointwise_kernel)
+        channels = depthwise.shape[-2]
+        # Pointwise rows c * multiplier ... (c + 1) * multiplier - 1 read channel c.
+        pointwise = pointwise.reshape(channels, layer.depth_multiplier, -1)
+        return [np.moveaxis(depthwise, -2, -1), np.moveaxis(pointwise, 0, -1)]
 
     def output_parameters(self, layer):
         if _activation_is_source(layer):

@@ -46,6 +46,7 @@ def prune(
     normalization="flops",
     min_units=1,
     round_to=1,
+    max_pruning_ratio=None,
     ignored_layers=None,
     optimizer=None,
     loss=None,
@@ -77,8 +78,9 @@ def prune(
             FLOPs, or this absolute number (> 1) of FLOPs.
         target_params: likewise for parameters. At least one target is
             needed.
-        criterion: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"bn_scale"`,
-            `"random"`, a config dict or a `Criterion`. Defaults to `"singe"`.
+        criterion: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"group_l1"`,
+            `"group_l2"`, `"bn_scale"`, `"random"`, a config dict or a
+            `Criterion`. Defaults to `"singe"`.
         rounds: number of prune/fine-tune rounds. Defaults to `4`.
         finetune_steps: optimizer steps after each round. Defaults to `100`.
         final_epochs: epochs of fine-tuning after the last round.
@@ -87,12 +89,16 @@ def prune(
         validation_data: evaluated after each round and final epoch if given.
             Defaults to `None`.
         normalization: how relevances are compared across groups: `"none"`,
-            `"l2"` (per group) or `"flops"` (per FLOP saved; the best of the
-            three on CIFAR-10, README "Measured choices"). Defaults to
-            `"flops"`.
+            per group `"mean"`, `"max"`, `"sum"`, `"l2"`, `"gaussian"`, or
+            `"flops"` (per FLOP saved); formulas in
+            `singe_keras.allocation.normalize`. Defaults to `"flops"`.
         min_units: units every group keeps at least. Defaults to `1`.
         round_to: every group keeps a multiple of this many units.
             Defaults to `1`.
+        max_pruning_ratio: every group keeps at least
+            `ceil((1 - max_pruning_ratio) * size)` of its units in the input
+            model (with `min_units`, the larger floor holds); a number in
+            (0, 1), or `None` for no limit. Defaults to `None`.
         ignored_layers: names of layers whose outputs are never pruned.
             Defaults to `None`.
         optimizer, loss, metrics: override the model's compiled ones.
@@ -129,7 +135,7 @@ def prune(
     """
     criterion = criteria_lib.get(criterion)
     allocation.check_options(
-        target_flops, target_params, normalization, verbose, rounds=rounds,
+        target_flops, target_params, normalization, verbose, max_pruning_ratio, rounds=rounds,
         finetune_steps=finetune_steps, final_epochs=final_epochs, batch_size=batch_size,
         min_units=min_units, round_to=round_to,
     )
@@ -152,14 +158,15 @@ def prune(
                                          criterion.needs_loss and criterion.loss is None)
     # Fails now, with the smallest reachable costs, if the target is impossible.
     allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
-                               graph.ignored_layers)
+                               max_pruning_ratio, graph.ignored_layers)
+    original_sizes = {g.name: g.size for g in graph.groups}
 
     settings = {
         "target_flops": max_flops, "target_params": max_params,
         "criterion": criteria_lib.serialize(criterion), "rounds": rounds,
         "finetune_steps": finetune_steps, "final_epochs": final_epochs,
         "batch_size": batch_size, "normalization": normalization,
-        "min_units": min_units, "round_to": round_to,
+        "min_units": min_units, "round_to": round_to, "max_pruning_ratio": max_pruning_ratio,
         "ignored_layers": [getattr(x, "name", x) for x in ignored_layers or ()],
         "seed": seed,
         # A different optimizer, loss or metrics makes another call.
@@ -193,7 +200,8 @@ def prune(
             raise ValueError(f"Round {round_index}/{rounds}: {error}") from error
         scored = time.perf_counter()
         plan = allocation.allocate(
-            graph, scores.flat(), step_flops, step_params, normalization, min_units, round_to
+            graph, scores.flat(), step_flops, step_params, normalization, min_units, round_to,
+            max_pruning_ratio, original_sizes=original_sizes,
         )
         report.record_plan(graph, plan)
         current = rebuild(graph, plan)

@@ -209,6 +209,83 @@ def test_magnitude_criteria_match_numpy():
     )
 
 
+def _weights(model, name, attribute="kernel"):
+    return keras.ops.convert_to_numpy(getattr(model.get_layer(name), attribute))
+
+
+def _group_reference(slices, p):
+    """Torch-Pruning's group magnitude: mean over slices of sum |w|^p per channel.
+
+    `slices` are arrays with the unit's channel on axis 0.
+    """
+    return np.mean([(np.abs(s.reshape(len(s), -1)) ** p).sum(1) for s in slices], axis=0)
+
+
+def _outputs(kernel):
+    return np.moveaxis(kernel, -1, 0)
+
+
+def _inputs(kernel):
+    return np.moveaxis(kernel, -2, 0)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_group_magnitude_matches_numpy_on_conv_bn_conv(p):
+    model = zoo.build("chain")  # a_conv -> a_bn -> b_conv -> b_bn -> pool -> logits
+    scores = singe_keras.score(model, criterion=f"group_l{p}")
+    w = lambda name, attribute="kernel": _weights(model, name, attribute)  # noqa: E731
+    expected_a = _group_reference(
+        [_outputs(w("a_conv")), w("a_bn", "gamma"), _inputs(w("b_conv"))], p)
+    expected_b = _group_reference(
+        [_outputs(w("b_conv")), w("b_bn", "gamma"), _inputs(w("logits"))], p)
+    np.testing.assert_allclose(scores["a_conv"], expected_a, rtol=1e-6)
+    np.testing.assert_allclose(scores["b_conv"], expected_b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_group_magnitude_matches_numpy_on_a_residual_model(p):
+    model = zoo.build("residual")
+    scores = singe_keras.score(model, criterion=f"group_l{p}")
+    w = lambda name, attribute="kernel": _weights(model, name, attribute)  # noqa: E731
+    expected = {
+        # The stem's stream: two producers, two BNs, three consumers.
+        "stem_conv": [_outputs(w("stem_conv")), _outputs(w("b1b_conv")), w("stem_bn", "gamma"),
+                      w("b1b_bn", "gamma"), _inputs(w("b1a_conv")), _inputs(w("proj")),
+                      _inputs(w("b2a_conv"))],
+        "b1a_conv": [_outputs(w("b1a_conv")), w("b1a_bn", "gamma"), _inputs(w("b1b_conv"))],
+        "b2a_conv": [_outputs(w("b2a_conv")), w("b2a_bn", "gamma"), _inputs(w("b2b_conv"))],
+        "proj": [_outputs(w("proj")), _outputs(w("b2b_conv")), w("proj_bn", "gamma"),
+                 w("b2b_bn", "gamma"), _inputs(w("logits"))],
+    }
+    for name, slices in expected.items():
+        np.testing.assert_allclose(scores[name], _group_reference(slices, p), rtol=1e-6)
+
+
+def test_group_magnitude_reads_flatten_rows_and_depthwise_filters():
+    model = zoo.build("flatten_dense")  # c1 (4 filters, 4x4 outputs) -> Flatten -> fc
+    fc = _weights(model, "fc")  # (4 * 4 * 4, 7): row (h * 4 + w) * 4 + c reads channel c
+    rows = np.stack([fc[c::4] for c in range(4)])
+    np.testing.assert_allclose(
+        singe_keras.score(model, criterion="group_l1")["c1"],
+        _group_reference([_outputs(_weights(model, "c1")), rows], 1), rtol=1e-6)
+    model = zoo.build("depthwise_separable")
+    w = lambda name, attribute="kernel": _weights(model, name, attribute)  # noqa: E731
+    dw = w("dw")  # (3, 3, 6, 2): filters 2c, 2c + 1 read channel c, dw_bn gammas 2c, 2c + 1
+    depthwise = w("sep", "depthwise_kernel")  # (3, 3, 12, 2)
+    pointwise = w("sep", "pointwise_kernel")[0, 0]  # (24, 7): rows 2m, 2m + 1 read m
+    stem = [_outputs(w("stem_conv")), w("stem_bn", "gamma"), _inputs(dw),
+            w("dw_bn", "gamma").reshape(6, 2), _inputs(depthwise)[0::2],
+            _inputs(depthwise)[1::2], pointwise.reshape(12, 2, 7)[0::2],
+            pointwise.reshape(12, 2, 7)[1::2]]
+    scores = singe_keras.score(model, criterion="group_l1")
+    # The stem's channel c reaches sep's inputs 2c and 2c + 1 (dw's multiplier).
+    expected = np.mean([(np.abs(s.reshape(6, -1))).sum(1) for s in stem[:4]]
+                       + [(np.abs(np.stack([stem[4], stem[5]], 1))).reshape(6, -1).sum(1),
+                          (np.abs(np.stack([stem[6], stem[7]], 1))).reshape(6, -1).sum(1)],
+                       axis=0)
+    np.testing.assert_allclose(scores["stem_conv"], expected, rtol=1e-6)
+
+
 def test_bn_scale_needs_a_batch_normalization():
     with pytest.raises(ValueError, match="bn_scale.*sequential|c1"):
         singe_keras.score(zoo.build("sequential"), criterion="bn_scale")
@@ -287,6 +364,8 @@ def test_zero_sample_weight_removes_a_sample():
         ("fisher", criteria.Fisher),
         ("l1", criteria.L1Norm),
         ("l2", criteria.L2Norm),
+        ("group_l1", criteria.GroupL1Norm),
+        ("group_l2", criteria.GroupL2Norm),
         ("bn_scale", criteria.BatchNormScale),
         ("random", criteria.Random),
         (criteria.L1Norm, criteria.L1Norm),

@@ -130,7 +130,9 @@ def test_progress_is_one_line_per_round_and_can_be_silenced(capsys):
 
 
 def _worker(*arguments):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    # The checkout under test, not whichever singe_keras is installed.
+    root = os.path.dirname(os.path.dirname(singe_keras.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), root]))
     return subprocess.run(
         [sys.executable, os.path.join(os.path.dirname(__file__), "prune_worker.py"), *map(str, arguments)],
         env=env, capture_output=True, text=True,
@@ -197,7 +199,8 @@ def test_unreachable_target_gives_the_smallest_reachable():
 @pytest.mark.parametrize(
     "option, value",
     [("rounds", 0), ("finetune_steps", -1), ("final_epochs", 1.5), ("batch_size", 0),
-     ("min_units", 0), ("round_to", 0), ("normalization", "max"), ("verbose", 2)],
+     ("min_units", 0), ("round_to", 0), ("normalization", "maximum"), ("verbose", 2),
+     ("max_pruning_ratio", 1.0)],
 )
 def test_bad_options_are_rejected(option, value):
     with pytest.raises(ValueError, match=f"`{option}` must be"):
