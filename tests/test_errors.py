@@ -106,7 +106,7 @@ CASES = {
     "`target_flops=-0.5`": lambda tmp: _prune(target_flops=-0.5),
     "no target": lambda tmp: _prune(target_flops=None),
     "`rounds=0` (likewise other counts)": lambda tmp: _prune(rounds=0),
-    "`normalization='max'`": lambda tmp: _prune(normalization="max"),
+    "`normalization='maximum'`": lambda tmp: _prune(normalization="maximum"),
     "`verbose=2`": lambda tmp: _prune(verbose=2),
     "a target below the smallest model": lambda tmp: _prune(target_flops=1e-6),
     "`ignored_layers=['nope']`": lambda tmp: _prune(ignored_layers=["nope"]),
