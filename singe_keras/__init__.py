@@ -20,6 +20,7 @@ from singe_keras.handlers import (
 )
 from singe_keras.plan import Plan
 from singe_keras.pruning import prune
+from singe_keras.recalibration import recalibrate_batchnorm
 from singe_keras.report import PruningReport
 from singe_keras.scoring import Scores, score
 from singe_keras.surgery import rebuild
@@ -47,6 +48,7 @@ __all__ = [
     "export_tflite",
     "prune",
     "rebuild",
+    "recalibrate_batchnorm",
     "register_handler",
     "score",
     "strip",
