@@ -8,6 +8,7 @@ its removal, and removes the least relevant ones.
 
 from singe_keras import criteria
 from singe_keras.callback import PruningCallback, UnitMask, strip
+from singe_keras.distillation import Distillation, DistillationLoss
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
 from singe_keras.export import ExportResult, export_tflite
 from singe_keras.gating import GatedModel
@@ -30,6 +31,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CouplingGraph",
     "CouplingGroup",
+    "Distillation",
+    "DistillationLoss",
     "ExportResult",
     "GatedModel",
     "LayerCall",
