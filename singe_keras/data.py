@@ -85,12 +85,11 @@ def check_data(data, model, argument="data", targets=True):
         targets: whether `data` must hold targets `y`. Defaults to `True`.
     """
     if not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, tuple, list, Labelled))
-            or (not targets and _is_array(data))):
+            or _is_array(data)):
         raise TypeError(
-            f"`{argument}` must be a tf.data.Dataset, a keras.utils.PyDataset or "
-            f"a tuple `(x, y)` of arrays"
-            + ("" if targets else ", or an array `x` of inputs")
-            + f". Received: {argument} of type {type(data).__name__}"
+            f"`{argument}` must be a tf.data.Dataset, a keras.utils.PyDataset, a "
+            f"tuple `(x, y)` of arrays or an array `x` of inputs. Received: "
+            f"{argument} of type {type(data).__name__}"
         )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
