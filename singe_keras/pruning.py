@@ -197,7 +197,7 @@ def prune(
         distillation_loss = distillation.loss(compile_settings["loss"])
     scoring_data, scoring_criterion = dataset, criterion
     if not labelled:
-        scoring_data = data_lib.labelled(dataset, distillation_lib.teacher_outputs(teacher))
+        scoring_data = data_lib.Labelled(dataset, distillation_lib.teacher_outputs(teacher))
         scoring_criterion = _with_loss(criterion, distillation_loss)
     # Fails now, with the smallest reachable costs, if the target is impossible.
     allocation.check_reachable(graph, max_flops, max_params, min_units, round_to)
