@@ -4,10 +4,10 @@ Users pass a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`, a tuple
 of arrays, or a `keras.utils.PyDataset`. Inputs-only data (an array `x`, a
 tuple `(x,)`, or a dataset of `x`) serves where no labels are needed: BatchNorm
 re-estimation, and label-free pruning (targets from a teacher, `Labelled`).
-Scoring streams it in batches of one fixed size (the last one padded with zero-weight rows) so that a compiled
-scoring step is traced once, and stops after `samples` examples. Fine-tuning
-reads it as an endless, deterministic stream; `fit`/`evaluate` take it as
-keyword arguments. This is the one module that knows the data forms.
+Scoring streams it in batches of one fixed size (the last one padded with
+zero-weight rows) so that a compiled scoring step is traced once, and stops
+after `samples` examples. Fine-tuning reads it as an endless, deterministic
+stream; `fit`/`evaluate` take it as keyword arguments. This is the one module that knows the data forms.
 """
 
 import itertools
