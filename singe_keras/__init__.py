@@ -8,6 +8,7 @@ its removal, and removes the least relevant ones.
 
 from singe_keras import criteria
 from singe_keras.callback import PruningCallback, UnitMask, strip
+from singe_keras.distillation import Distillation, DistillationLoss
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
 from singe_keras.export import ExportResult, export_tflite
 from singe_keras.gating import GatedModel
@@ -20,6 +21,7 @@ from singe_keras.handlers import (
 )
 from singe_keras.plan import Plan
 from singe_keras.pruning import prune
+from singe_keras.recalibration import recalibrate_batchnorm
 from singe_keras.report import PruningReport
 from singe_keras.scoring import Scores, score
 from singe_keras.surgery import rebuild
@@ -29,6 +31,8 @@ __version__ = "0.1.0"
 __all__ = [
     "CouplingGraph",
     "CouplingGroup",
+    "Distillation",
+    "DistillationLoss",
     "ExportResult",
     "GatedModel",
     "LayerCall",
@@ -47,6 +51,7 @@ __all__ = [
     "export_tflite",
     "prune",
     "rebuild",
+    "recalibrate_batchnorm",
     "register_handler",
     "score",
     "strip",

@@ -45,7 +45,8 @@ def check_options(
             "the model's, or an absolute count > 1). Received neither."
         )
     for name, value in integers.items():
-        low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch") else 1
+        low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch",
+                             "recalibration_batches") else 1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(
                 f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"

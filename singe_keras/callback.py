@@ -81,6 +81,14 @@ class PruningCallback(keras.callbacks.Callback):
     rank a little differently here than in `singe_keras.prune`, which scores
     the rebuilt model; gradient criteria see the same function in both.
 
+    Unlike `singe_keras.prune`, the callback does not re-estimate BatchNorm
+    statistics after an event: every event is followed by at least one epoch
+    of the user's `fit`, whose training-mode passes re-estimate them with
+    the model's own momentum on the whole training stream (with the default
+    momentum 0.99, a few hundred steps replace them), while the callback
+    only holds the small scoring set. If your epochs are shorter than that,
+    call `singe_keras.recalibrate_batchnorm` before evaluating.
+
     Args:
         target_flops: keep at most this fraction in (0, 1] of the model's
             FLOPs, or this absolute count (> 1). Defaults to `None`.

@@ -1,47 +1,83 @@
 """Data: the forms users pass, for scoring, fine-tuning and evaluation.
 
 Users pass a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`, a tuple
-of arrays, or a `keras.utils.PyDataset`. Scoring streams it in batches of one
-fixed size (the last one padded with zero-weight rows) so that a compiled
-scoring step is traced once, and stops after `samples` examples. Fine-tuning
-reads it as an endless, deterministic stream; `fit`/`evaluate` take it as
-keyword arguments. This is the one module that knows the data forms.
+of arrays, or a `keras.utils.PyDataset`. Inputs-only data (an array `x`, a
+tuple `(x,)`, or a dataset of `x`) serves where no labels are needed: BatchNorm
+re-estimation, and label-free pruning (targets from a teacher, `Labelled`).
+Scoring streams it in batches of one fixed size (the last one padded with
+zero-weight rows) so that a compiled scoring step is traced once, and stops
+after `samples` examples. Fine-tuning reads it as an endless, deterministic
+stream; `fit`/`evaluate` take it as keyword arguments. This is the one module that knows the data forms.
 """
+
+import itertools
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 
+class Labelled:
+    """Inputs-only data whose targets are computed from the inputs.
+
+    Batches are `(x, targets(x))`, with arrays read `batch_size` rows at a
+    time (so a large array is never passed to `targets` at once).
+    """
+
+    def __init__(self, data, targets, batch_size=256):
+        self.data, self.targets, self.batch_size = data, targets, batch_size
+
+
+def _as_tuple(item):
+    return tuple(item) if isinstance(item, (tuple, list)) else (item,)
+
+
 def _source_batches(data):
-    """The user's batches, each a tuple `(x, y)` or `(x, y, sample_weight)`."""
-    if isinstance(data, tf.data.Dataset):
-        yield from data.as_numpy_iterator()
+    """The user's batches, each a tuple `(x,)`, `(x, y)` or `(x, y, sample_weight)`."""
+    if isinstance(data, Labelled):
+        for batch in _source_batches(data.data):
+            x = np.asarray(batch[0])
+            for start in range(0, len(x), data.batch_size):
+                chunk = x[start : start + data.batch_size]
+                yield (chunk, np.asarray(data.targets(chunk)))
+    elif isinstance(data, tf.data.Dataset):
+        for item in data.as_numpy_iterator():
+            yield _as_tuple(item)
     elif isinstance(data, keras.utils.PyDataset):
         for index in range(len(data)):
-            yield data[index]
+            yield _as_tuple(data[index])
     else:
-        yield tuple(data)
+        yield _as_tuple(data)
 
 
-def _check_structure(batch, argument):
-    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+def _check_structure(batch, argument, targets=True):
+    if len(batch) not in ((2, 3) if targets else (1, 2, 3)):
         raise ValueError(
             f"`{argument}` must yield `(x, y)` or `(x, y, sample_weight)` "
-            f"tuples. Received an element of type {type(batch).__name__}"
-            + (f" with {len(batch)} items" if isinstance(batch, (tuple, list)) else "")
-            + "."
+            f"tuples" + ("" if targets else ", or inputs `x` alone")
+            + f". Received an element with {len(batch)} items."
         )
 
 
-def check_data(data, model, argument="data"):
+def has_targets(data):
+    """Whether `data` holds targets `y` (not inputs only)."""
+    return len(next(iter(_source_batches(data)))) > 1
+
+
+def _is_array(data):
+    return hasattr(data, "shape") and hasattr(data, "dtype")
+
+
+def check_data(data, model, argument="data", targets=True):
     """Raises a clear error if `data` cannot feed `model` (before any work).
 
     Args:
         data: a `tf.data.Dataset`, a tuple of arrays `(x, y[, sample_weight])`
-            or a `keras.utils.PyDataset`.
+            or a `keras.utils.PyDataset`; with `targets=False`, also inputs
+            only (`x`, `(x,)`, or a dataset of `x`).
         model: the model the data feeds (single input and output).
         argument: the argument name used in error messages.
+        targets: whether `data` must hold targets `y`. Defaults to `True`.
 
     Raises:
         TypeError: if `data` is not one of these forms.
@@ -49,11 +85,12 @@ def check_data(data, model, argument="data"):
             inputs of the wrong shape or parts of different lengths, or the
             model has several inputs or outputs.
     """
-    if not isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, tuple, list)):
+    if not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, tuple, list, Labelled))
+            or _is_array(data)):
         raise TypeError(
-            f"`{argument}` must be a tf.data.Dataset, a keras.utils.PyDataset or "
-            f"a tuple `(x, y)` of arrays. Received: {argument} of type "
-            f"{type(data).__name__}"
+            f"`{argument}` must be a tf.data.Dataset, a keras.utils.PyDataset, a "
+            f"tuple `(x, y)` of arrays or an array `x` of inputs. Received: "
+            f"{argument} of type {type(data).__name__}"
         )
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
@@ -66,7 +103,14 @@ def check_data(data, model, argument="data"):
     first = next(iter(_source_batches(data)), None)
     if first is None:
         raise ValueError(f"`{argument}` is empty.")
-    _check_structure(first, argument)
+    if targets and len(first) == 1:
+        raise ValueError(
+            f"`{argument}` holds inputs only, but targets are needed here: pass "
+            "`(x, y)`. (Label-free pruning is `singe_keras.prune` with inputs-only "
+            "`dataset`; to score without labels, pass `(x, teacher.predict(x))` "
+            "with a criterion whose loss is a `singe_keras.DistillationLoss`.)"
+        )
+    _check_structure(first, argument, targets)
     x = np.asarray(first[0])
     expected = tuple(model.input_shape[1:])
     if x.ndim != len(expected) + 1 or any(
@@ -130,6 +174,19 @@ def fixed_batches(data, samples, batch_size):
         )
 
 
+def input_batches(data, batch_size, limit):
+    """The inputs `x` of the first `limit` batches of `data` (labels unused).
+
+    Arrays are read in consecutive slices of `batch_size` rows.
+    """
+    if is_stream(data):
+        batches = (np.asarray(batch[0]) for batch in _source_batches(data))
+    else:
+        x = np.asarray(_as_tuple(data)[0])
+        batches = (x[start : start + batch_size] for start in range(0, len(x), batch_size))
+    return itertools.islice(batches, limit)
+
+
 def is_stream(data):
     """Whether `data` is a `tf.data.Dataset` or a `PyDataset` (not arrays)."""
     return isinstance(data, (tf.data.Dataset, keras.utils.PyDataset))
@@ -139,10 +196,10 @@ def keras_arguments(data, batch_size):
     """`data` as the keyword arguments of `Model.fit` and `Model.evaluate`."""
     if is_stream(data):
         return {"x": data}
-    x, y, *weight = data
+    x, *rest = _as_tuple(data)
     return {
-        "x": x, "y": y, "sample_weight": weight[0] if weight else None,
-        "batch_size": batch_size,
+        "x": x, "y": rest[0] if rest else None,
+        "sample_weight": rest[1] if len(rest) > 1 else None, "batch_size": batch_size,
     }
 
 
@@ -153,13 +210,13 @@ def training_stream(dataset, batch_size, seed):
     if isinstance(dataset, keras.utils.PyDataset):
         signature = tuple(
             tf.TensorSpec((None,) + np.shape(part)[1:], tf.as_dtype(np.asarray(part).dtype))
-            for part in dataset[0]
+            for part in _as_tuple(dataset[0])
         )
         return tf.data.Dataset.from_generator(
-            lambda: (dataset[i % len(dataset)] for i in range(2**62)),
+            lambda: (_as_tuple(dataset[i % len(dataset)]) for i in range(2**62)),
             output_signature=signature,
         )
-    arrays = tuple(np.asarray(part) for part in dataset)
+    arrays = tuple(np.asarray(part) for part in _as_tuple(dataset))
     return (
         tf.data.Dataset.from_tensor_slices(arrays)
         .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)

@@ -22,9 +22,11 @@ from singe_keras import checkpoint as checkpoint_lib
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
+from singe_keras import distillation as distillation_lib
 from singe_keras import graph as graph_lib
 from singe_keras import scoring
 from singe_keras.plan import Plan
+from singe_keras.recalibration import recalibrate_batchnorm
 from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
 
@@ -55,6 +57,8 @@ def prune(
     verbose=1,
     return_report=False,
     checkpoint_dir=None,
+    recalibration_batches=20,
+    distillation=None,
 ):
     """Prunes a model to a FLOPs and/or parameter target with SInGE.
 
@@ -72,8 +76,10 @@ def prune(
         dataset: training data: `(x, y)` or `(x, y, sample_weight)` arrays,
             a batched `tf.data.Dataset` of such tuples, or a
             `keras.utils.PyDataset`. Its first examples score the units; it
-            feeds fine-tuning. May be `None` only if the criterion needs no
-            data and there is no fine-tuning. Defaults to `None`.
+            feeds BatchNorm re-estimation and fine-tuning. May be `None`
+            only if the criterion needs no data and there is no fine-tuning.
+            It may hold inputs only (`x`, `(x,)`, a dataset of `x`): then
+            pruning is label-free, see `distillation`. Defaults to `None`.
         target_flops: keep at most this fraction in (0, 1] of the model's
             FLOPs, or this absolute number (> 1) of FLOPs.
         target_params: likewise for parameters. At least one target is
@@ -102,7 +108,15 @@ def prune(
         ignored_layers: names of layers whose outputs are never pruned.
             Defaults to `None`.
         optimizer, loss, metrics: override the model's compiled ones.
-            Each round compiles a fresh optimizer from the same config.
+            Each round compiles a fresh optimizer (the weights are new and
+            smaller) from the same config, but a learning-rate schedule
+            continues across rounds and into `final_epochs`: it starts at the
+            optimizer's own step count (`iterations` when `prune` is called:
+            a trained model's optimizer goes on where its training stopped,
+            a new `optimizer=` starts at 0) and advances by
+            `finetune_steps` per round. The step count itself is not
+            carried: Adam's moments restart at zero each round, and with an
+            old step count its bias correction would be off.
         seed: makes the run reproducible: with the same seed and data, the
             same weights, bit for bit. Sets Keras's global seeds (like
             `keras.utils.set_random_seed`) at each round. Defaults to `None`.
@@ -112,6 +126,26 @@ def prune(
         checkpoint_dir: after every round, the state is written there
             atomically; calling `prune` again with the same arguments
             resumes after the last finished round. Defaults to `None`.
+        recalibration_batches: after every rebuild, before fine-tuning and
+            before the next round scores, the BatchNorm moving statistics
+            are re-estimated as the exact average over this many batches of
+            `dataset` (the first batches of the round's fine-tuning stream;
+            see `singe_keras.recalibrate_batchnorm`). 0 turns it off;
+            without `dataset` it is skipped. Defaults to `20`.
+        distillation: `None`, `True` (the defaults), a dict of arguments or
+            a `singe_keras.Distillation`: fine-tune on
+            `alpha * task loss + (1 - alpha) * T^2 * KL(teacher_T || student_T)`
+            (mean squared error to the teacher for regression outputs), with
+            the unpruned model as the teacher unless one is given; the
+            teacher runs in inference mode and is never trained. With
+            inputs-only `dataset`, distillation is on (with defaults if
+            `None`), fine-tuning is distillation only, and gradient criteria
+            score the distillation loss between the teacher and the gated
+            model (unless they have their own `loss`). At the unpruned model
+            that loss is at its minimum, so its gradient, and `"taylor"`'s
+            relevances, are ~0 in the first round, while `"singe"`
+            integrates along the path to removal and gets real ones.
+            Defaults to `None`.
 
     Returns:
         The pruned `keras.Model`, or `(model, report)` if `return_report`.
@@ -119,9 +153,10 @@ def prune(
     Raises:
         ValueError: for bad targets (including unreachable ones, with the
             smallest reachable value), bad options, missing or unusable data,
-            a missing loss or optimizer, or a checkpoint written by another
-            call; and, naming the round, for NaN or infinite relevance or
-            fine-tuning loss.
+            a missing loss or optimizer, a teacher of other shapes, a loss
+            that does not tell distillation the output kind, or a checkpoint
+            written by another call; and, naming the round, for NaN or
+            infinite relevance or fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
     Example:
@@ -134,10 +169,11 @@ def prune(
     ```
     """
     criterion = criteria_lib.get(criterion)
+    distillation = distillation_lib.get(distillation)
     allocation.check_options(
         target_flops, target_params, normalization, verbose, max_pruning_ratio, rounds=rounds,
         finetune_steps=finetune_steps, final_epochs=final_epochs, batch_size=batch_size,
-        min_units=min_units, round_to=round_to,
+        min_units=min_units, round_to=round_to, recalibration_batches=recalibration_batches,
     )
     graph = graph_lib.trace(model, ignored_layers)
     original = cost_lib.count_costs(graph)
@@ -150,12 +186,27 @@ def prune(
             "fine-tune. Pass training data, or use criterion='l1', 'l2', "
             "'bn_scale' or 'random' with finetune_steps=0 and final_epochs=0."
         )
+    labelled = True
     if dataset is not None:
-        data_lib.check_data(dataset, model, "dataset")
+        data_lib.check_data(dataset, model, "dataset", targets=False)
+        labelled = data_lib.has_targets(dataset)
     if validation_data is not None:
         data_lib.check_data(validation_data, model, "validation_data")
-    compile_settings = _compile_settings(model, optimizer, loss, metrics, training,
-                                         criterion.needs_loss and criterion.loss is None)
+    if not labelled and distillation is None:
+        distillation = distillation_lib.Distillation()  # the only target there is
+    compile_settings, optimizer_step = _compile_settings(
+        model, optimizer, loss, metrics, training,
+        labelled and (training or (criterion.needs_loss and criterion.loss is None)),
+    )
+    teacher = distillation_loss = None
+    if distillation is not None:
+        teacher = distillation.teacher or model
+        distillation_lib.check_teacher(teacher, model)
+        distillation_loss = distillation.loss(compile_settings["loss"])
+    scoring_data, scoring_criterion = dataset, criterion
+    if not labelled:
+        scoring_data = data_lib.Labelled(dataset, distillation_lib.teacher_outputs(teacher))
+        scoring_criterion = _with_loss(criterion, distillation_loss)
     # Fails now, with the smallest reachable costs, if the target is impossible.
     allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
                                max_pruning_ratio, graph.ignored_layers)
@@ -168,9 +219,16 @@ def prune(
         "batch_size": batch_size, "normalization": normalization,
         "min_units": min_units, "round_to": round_to, "max_pruning_ratio": max_pruning_ratio,
         "ignored_layers": [getattr(x, "name", x) for x in ignored_layers or ()],
-        "seed": seed,
+        "seed": seed, "recalibration_batches": recalibration_batches,
+        "labelled": labelled,
+        "distillation": distillation.get_config() if distillation else None,
+        "teacher": (
+            checkpoint_lib.fingerprint(distillation.teacher, {})
+            if distillation and distillation.teacher is not None else None
+        ),
         # A different optimizer, loss or metrics makes another call.
         "compile": keras.saving.serialize_keras_object(compile_settings),
+        "optimizer_step": optimizer_step,
     }
     checkpoint = (
         checkpoint_lib.Checkpoint(checkpoint_dir, checkpoint_lib.fingerprint(model, settings))
@@ -184,7 +242,23 @@ def prune(
     else:
         current, report, first_round = state
         logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
-    _compile(current, compile_settings)
+    _compile(current, compile_settings, optimizer_step)
+
+    def trainer(step):
+        """`current`, compiled to continue the schedule at `step`, or its distiller."""
+        optimizer = _compile(current, compile_settings, optimizer_step + step)
+        if distillation is None:
+            return current
+        alpha = distillation.alpha if labelled else 0.0
+        distiller = distillation_lib.Distiller(current, teacher, distillation_loss, 1.0 - alpha)
+        distiller.compile(**{
+            **compile_settings, "optimizer": optimizer,
+            "loss": compile_settings["loss"] if labelled else None,
+            "loss_weights": alpha if labelled else None,
+            "metrics": compile_settings.get("metrics") if labelled else None,
+            "weighted_metrics": compile_settings.get("weighted_metrics") if labelled else None,
+        })
+        return distiller
 
     for round_index in range(first_round, rounds + 1):
         started = time.perf_counter()
@@ -195,7 +269,7 @@ def prune(
         step_params = allocation.partial_target(original.params, max_params, fraction)
         graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
         try:
-            scores = scoring.score(graph, dataset, criterion)
+            scores = scoring.score(graph, scoring_data, scoring_criterion)
         except ValueError as error:
             raise ValueError(f"Round {round_index}/{rounds}: {error}") from error
         scored = time.perf_counter()
@@ -205,10 +279,16 @@ def prune(
         )
         report.record_plan(graph, plan)
         current = rebuild(graph, plan)
-        _compile(current, compile_settings)
+        if recalibration_batches and dataset is not None:
+            recalibrate_batchnorm(
+                current, _round_stream(dataset, round_index, finetune_steps, batch_size, seed),
+                batches=recalibration_batches,
+            )
+        model_or_distiller = trainer((round_index - 1) * finetune_steps)
         logs = {}
         if finetune_steps:
-            logs = _finetune(current, dataset, round_index, finetune_steps, batch_size, seed)
+            logs = _finetune(model_or_distiller, dataset, round_index, finetune_steps,
+                             batch_size, seed)
             _check_loss(logs, f"Round {round_index}/{rounds}")
         if validation_data is not None:
             logs.update(_evaluate(current, validation_data, batch_size))
@@ -222,6 +302,8 @@ def prune(
             "scoring_seconds": scored - started,
             "seconds": time.perf_counter() - started,
         }
+        if finetune_steps:
+            entry["learning_rate"] = float(model_or_distiller.optimizer.learning_rate)
         report.rounds.append(entry)
         _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original)
         if checkpoint:
@@ -231,14 +313,19 @@ def prune(
         started = time.perf_counter()
         if seed is not None:
             keras.utils.set_random_seed(seed + rounds + 1)
-        history = _fit(current, dataset, final_epochs, batch_size, validation_data)
-        _check_loss({k: v[-1] for k, v in history.history.items()}, "Final fine-tuning")
+        model_or_distiller = trainer(rounds * finetune_steps)
+        history = _fit(model_or_distiller, dataset, final_epochs, batch_size)
+        logs = {k: v[-1] for k, v in history.history.items()}
+        _check_loss(logs, "Final fine-tuning")
+        if validation_data is not None:
+            logs.update(_evaluate(current, validation_data, batch_size))
         entry = {
             "round": "final",
             "flops": report.rounds[-1]["flops"],
             "params": report.rounds[-1]["params"],
             "units_removed": 0,
-            "metrics": {k: float(v[-1]) for k, v in history.history.items()},
+            "metrics": {k: float(v) for k, v in logs.items()},
+            "learning_rate": float(model_or_distiller.optimizer.learning_rate),
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)
@@ -246,12 +333,52 @@ def prune(
     return (current, report) if return_report else current
 
 
+def _with_loss(criterion, loss):
+    """`criterion` scoring with `loss` if it would use the model's compiled loss."""
+    if criterion.needs_loss and criterion.loss is None:
+        return type(criterion).from_config({**criterion.get_config(), "loss": loss})
+    return criterion
+
+
+@keras.saving.register_keras_serializable(package="singe_keras")
+class ContinuedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning-rate schedule `offset` steps on: step 0 is `schedule`'s step `offset`.
+
+    Each round of `prune` fine-tunes with a fresh optimizer (the model has
+    new, smaller weights), whose step count starts at 0; this keeps its
+    schedule where the previous round left it.
+
+    Args:
+        schedule: a `keras.optimizers.schedules.LearningRateSchedule`.
+        offset: the steps already taken.
+    """
+
+    def __init__(self, schedule, offset):
+        self.schedule, self.offset = schedule, int(offset)
+
+    def __call__(self, step):
+        return self.schedule(step + self.offset)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule),
+                "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["offset"])
+
+
 def _compile_settings(model, optimizer, loss, metrics, training, needs_loss):
-    """What each rebuilt model is compiled with; errors if something is missing.
+    """What each rebuilt model is compiled with, and the optimizer's step count.
 
     The loss and metrics stay the live objects (a custom function or a lambda
     survives); the optimizer is kept as a config, so that every rebuilt
-    model gets a fresh one.
+    model gets a fresh one, and its step count (`iterations`) as where its
+    learning-rate schedule continues.
+
+    Raises:
+        ValueError: if the loss (`needs_loss`) or the optimizer (`training`)
+            is missing.
     """
     config = dict(model.get_compile_config() or {}) if model.compiled else {}
     loss = loss if loss is not None else (model.loss if model.compiled else None)
@@ -271,10 +398,10 @@ def _compile_settings(model, optimizer, loss, metrics, training, needs_loss):
     if metrics is not None:
         settings["metrics"] = metrics
     settings["loss"] = loss
-    settings["optimizer"] = (
-        keras.optimizers.serialize(keras.optimizers.get(optimizer)) if optimizer else None
-    )
-    if (training or needs_loss) and loss is None:
+    optimizer = keras.optimizers.get(optimizer) if optimizer else None
+    settings["optimizer"] = keras.optimizers.serialize(optimizer) if optimizer else None
+    step = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer else 0
+    if needs_loss and loss is None:
         raise ValueError(
             "Scoring with gradients and fine-tuning need a loss: compile the "
             "model (`model.compile(optimizer=..., loss=...)`) or pass `loss=`."
@@ -284,22 +411,35 @@ def _compile_settings(model, optimizer, loss, metrics, training, needs_loss):
             "Fine-tuning needs an optimizer: compile the model or pass "
             "`optimizer=` (or set finetune_steps=0 and final_epochs=0)."
         )
-    return settings
+    return settings, step
 
 
-def _compile(model, settings):
+def _compile(model, settings, step):
+    """Compiles `model` with a fresh optimizer whose schedule continues at `step`.
+
+    Returns:
+        The optimizer, or `None` if there is nothing to compile with.
+    """
     if settings["loss"] is None and settings["optimizer"] is None:
-        return  # nothing to compile with: pruning without data or training
-    optimizer = settings["optimizer"]
-    model.compile(
-        **{**settings, "optimizer": keras.optimizers.deserialize(optimizer) if optimizer else "sgd"}
-    )
+        return None  # nothing to compile with: pruning without data or training
+    optimizer = keras.optimizers.get(settings["optimizer"] or "sgd")
+    config = optimizer.get_config()
+    if isinstance(config.get("learning_rate"), dict):  # a LearningRateSchedule
+        schedule = keras.saving.deserialize_keras_object(config["learning_rate"])
+        optimizer = type(optimizer).from_config(
+            {**config, "learning_rate": ContinuedSchedule(schedule, step)})
+    model.compile(**{**settings, "optimizer": optimizer})
+    return optimizer
+
+
+def _round_stream(dataset, round_index, steps, batch_size, seed):
+    """Round r's slice of the endless training stream (from its r-th batch block)."""
+    return data_lib.training_stream(dataset, batch_size, seed).skip((round_index - 1) * steps)
 
 
 def _finetune(model, dataset, round_index, steps, batch_size, seed):
     """`steps` optimizer steps; round r reads the r-th slice of the stream."""
-    stream = data_lib.training_stream(dataset, batch_size, seed)
-    batches = stream.skip((round_index - 1) * steps).take(steps)
+    batches = _round_stream(dataset, round_index, steps, batch_size, seed).take(steps)
     history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     return {k: v[-1] for k, v in history.history.items()}
 
@@ -314,10 +454,10 @@ def _check_loss(logs, stage):
         )
 
 
-def _fit(model, dataset, epochs, batch_size, validation_data):
+def _fit(model, dataset, epochs, batch_size):
     return model.fit(
         **data_lib.keras_arguments(dataset, batch_size), epochs=epochs,
-        validation_data=validation_data, shuffle=not data_lib.is_stream(dataset), verbose=0,
+        shuffle=not data_lib.is_stream(dataset), verbose=0,
     )
 
 

@@ -97,8 +97,10 @@ def test_same_seed_gives_bit_identical_weights():
 
 def test_report_re_derives_the_pruned_model(tmp_path):
     model = _compiled("concat")
+    # Without re-estimated BatchNorm statistics, which the plan does not hold.
     pruned, report = singe_keras.prune(model, _data(model), target_flops=0.5, rounds=3,
-                                       finetune_steps=0, return_report=True, verbose=0)
+                                       finetune_steps=0, recalibration_batches=0,
+                                       return_report=True, verbose=0)
     report.save(tmp_path / "report.json")
     loaded = singe_keras.PruningReport.load(tmp_path / "report.json")
     graph = singe_keras.trace(model)
@@ -200,7 +202,7 @@ def test_unreachable_target_gives_the_smallest_reachable():
     "option, value",
     [("rounds", 0), ("finetune_steps", -1), ("final_epochs", 1.5), ("batch_size", 0),
      ("min_units", 0), ("round_to", 0), ("normalization", "maximum"), ("verbose", 2),
-     ("max_pruning_ratio", 1.0)],
+     ("max_pruning_ratio", 1.0), ("recalibration_batches", -1)],
 )
 def test_bad_options_are_rejected(option, value):
     with pytest.raises(ValueError, match=f"`{option}` must be"):
@@ -328,3 +330,48 @@ def test_unreachable_target_names_ignored_layers_only_when_given():
     assert "ignored_layers" not in str(error.value)
     with pytest.raises(ValueError, match=r"remove layers from `ignored_layers` \(\['a_conv'\]\)"):
         singe_keras.prune(model, ignored_layers=["a_conv"], **arguments)
+
+
+def _decay():
+    return keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.9)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_learning_rate_schedule_continues_across_rounds(given):
+    model = zoo.build("chain")
+    model.compile(optimizer=keras.optimizers.SGD(_decay()), loss=CE)
+    model.optimizer.iterations.assign(5)  # as if trained for 5 steps
+    # A fresh `optimizer=` starts its schedule at 0, the model's where it stopped.
+    start = 0 if given else 5
+    x, y = _data(model, 32)
+    _, report = singe_keras.prune(
+        model, (x, y), target_flops=0.5, rounds=3, finetune_steps=2, final_epochs=1,
+        batch_size=16, optimizer=keras.optimizers.SGD(_decay()) if given else None,
+        return_report=True, verbose=0,
+    )
+    steps = [start + 2 * r for r in (1, 2, 3)] + [start + 6 + 2]  # the last: 1 epoch, 2 steps
+    np.testing.assert_allclose([r["learning_rate"] for r in report.rounds],
+                               [float(_decay()(s)) for s in steps], rtol=1e-6)
+
+
+def test_batchnorm_statistics_are_re_estimated_after_each_rebuild():
+    import tensorflow as tf
+
+    model = _compiled()
+    x, y = _data(model, 48)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    runs = {
+        batches: singe_keras.prune(model, dataset, target_flops=0.5, rounds=1,
+                                   finetune_steps=0, recalibration_batches=batches,
+                                   return_report=True, verbose=0)
+        for batches in (0, 2)
+    }
+    graph = singe_keras.trace(model)
+    expected = singe_keras.rebuild(graph, runs[2][1].to_plan(graph))
+    singe_keras.recalibrate_batchnorm(expected, dataset, batches=2)
+    for name, (pruned, _) in runs.items():
+        for layer in pruned.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                other = expected.get_layer(layer.name)
+                same = np.array_equal(layer.moving_variance, other.moving_variance)
+                assert same == (name == 2), layer.name
