@@ -75,6 +75,29 @@ def check_data(data, model, argument="data"):
         raise ValueError(f"`{argument}` is empty.")
 
 
+def input_batches(data):
+    """Yields the model inputs of `data`, batch by batch, as NumPy arrays.
+
+    Takes the forms `check_data` takes, and inputs alone: an array
+    `(N, ...)`, a `tf.data.Dataset` of input batches, or a callable returning
+    an iterator of `[input_batch]` lists (TFLite's representative-dataset
+    convention).
+
+    Args:
+        data: the data, in any of these forms.
+    """
+    if isinstance(data, (tuple, list)):
+        batches = [data]
+    elif callable(data) and not is_stream(data):
+        batches = data()
+    elif is_stream(data):
+        batches = _source_batches(data)
+    else:
+        batches = [data]
+    for batch in batches:
+        yield np.asarray(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+
 def first_batch_size(data):
     """Rows in the first batch `data` yields (all of them, for arrays)."""
     return len(next(iter(_source_batches(data)))[0])
