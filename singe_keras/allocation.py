@@ -194,11 +194,18 @@ def _smallest_plan(graph, min_units, round_to):
 
 
 def _unreachable(smallest, min_units, round_to, max_flops, max_params):
+    # A count in (1, 100] is far below any real model's cost: likely a percentage.
+    percentages = "".join(
+        f" Did you mean {name}={target / 100:g} (a fraction), not {target:g} {unit}?"
+        for name, target, unit in (("target_flops", max_flops, "FLOPs"),
+                                   ("target_params", max_params, "parameters"))
+        if target is not None and 1 < target <= 100
+    )
     return ValueError(
         "The target cannot be reached: with min_units="
         f"{min_units} and round_to={round_to}, the smallest reachable model "
         f"has {smallest.flops:,} FLOPs and {smallest.params:,} parameters. "
         f"Received: target_flops={max_flops}, target_params={max_params} "
-        "(absolute). Raise the target, or lower `min_units`/`round_to`, or "
-        "remove layers from `ignored_layers`."
+        "(absolute)." + percentages + " Raise the target, or lower "
+        "`min_units`/`round_to`, or remove layers from `ignored_layers`."
     )

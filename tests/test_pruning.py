@@ -194,6 +194,21 @@ def test_unreachable_target_gives_the_smallest_reachable():
         singe_keras.prune(model, target_flops=1e-6, criterion="l1", finetune_steps=0)
 
 
+@pytest.mark.parametrize("target, hint", [("target_flops", "target_flops=0.5"),
+                                          ("target_params", "target_params=0.5")])
+def test_a_percentage_target_is_taken_for_a_count_and_named(target, hint):
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match=f"Did you mean {hint} \\(a fraction\\)"):
+        singe_keras.prune(model, criterion="l1", finetune_steps=0, **{target: 50})
+
+
+def test_an_unreachable_count_above_100_has_no_percentage_hint():
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match="smallest reachable") as error:
+        singe_keras.prune(model, target_flops=101, criterion="l1", finetune_steps=0)
+    assert "Did you mean" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "option, value",
     [("rounds", 0), ("finetune_steps", -1), ("final_epochs", 1.5), ("batch_size", 0),
