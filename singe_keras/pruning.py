@@ -83,8 +83,10 @@ def prune(
         final_epochs: epochs of fine-tuning after the last round.
             Defaults to `0`.
         batch_size: batch size of fine-tuning on arrays. Defaults to `32`.
-        validation_data: evaluated after each round and final epoch if given.
-            Defaults to `None`.
+        validation_data: evaluated before pruning, after each round and
+            after each final epoch if given; the report and the progress
+            lines then show `val_` metrics besides the `train_` metrics of
+            the fine-tuning steps. Defaults to `None`.
         normalization: how relevances are compared across groups: `"none"`,
             `"l2"` (per group) or `"flops"` (per FLOP saved; the best of the
             three on CIFAR-10, README "Measured choices"). Defaults to
@@ -175,6 +177,8 @@ def prune(
         current, report, first_round = state
         logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
     _compile(current, compile_settings)
+    if state is None and validation_data is not None:
+        report.original["metrics"] = _named(_evaluate(current, validation_data, batch_size))
 
     for round_index in range(first_round, rounds + 1):
         started = time.perf_counter()
@@ -203,7 +207,7 @@ def prune(
             "flops": cost.flops,
             "params": cost.params,
             "units_removed": graph.num_units - plan.num_kept,
-            "metrics": {k: float(v) for k, v in logs.items()},
+            "metrics": _named(logs),
             "scoring_seconds": scored - started,
             "seconds": time.perf_counter() - started,
         }
@@ -222,7 +226,7 @@ def prune(
             "flops": report.rounds[-1]["flops"],
             "params": report.rounds[-1]["params"],
             "units_removed": 0,
-            "metrics": {k: float(v[-1]) for k, v in history.history.items()},
+            "metrics": _named({k: v[-1] for k, v in history.history.items()}),
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)
@@ -299,6 +303,11 @@ def _evaluate(model, data, batch_size):
     logs = model.evaluate(**data_lib.keras_arguments(data, batch_size), return_dict=True,
                           verbose=0)
     return {f"val_{k}": v for k, v in logs.items()}
+
+
+def _named(logs):
+    """Keras logs as report metrics: `train_` (the fine-tuning steps') or `val_`."""
+    return {k if k.startswith("val_") else f"train_{k}": float(v) for k, v in logs.items()}
 
 
 def _progress(verbose, title, entry, round_flops, original):
