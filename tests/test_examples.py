@@ -28,7 +28,9 @@ def run_example(name, *args):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        # This checkout's library, not whichever singe_keras is installed.
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
         capture_output=True,
         text=True,
         timeout=600,
