@@ -176,7 +176,7 @@ class PruningCallback(keras.callbacks.Callback):
         possible = max(0, (epochs - self.start_epoch - 1) // self.frequency + 1)
         warnings.warn(
             f"PruningCallback prunes at the start of {self.pruning_events} epochs, the "
-            f"last one epoch {last_epoch}, but fit runs {epochs} epochs: "
+            f"last one epoch {last_epoch}, but fit runs {epochs} epoch{'' if epochs == 1 else 's'}: "
             f"{self.pruning_events - possible} pruning events will not happen and the "
             "model will not reach its target. Pass `epochs="
             f"{last_epoch + 1}` (or more) to fit"
