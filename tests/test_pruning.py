@@ -177,7 +177,9 @@ def test_progress_is_one_line_per_round_and_can_be_silenced(capsys):
 
 
 def _worker(*arguments):
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(__file__))
+    # The worker imports zoo (tests/) and this checkout's library, not an installed one.
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.path.dirname(tests)]))
     return subprocess.run(
         [sys.executable, os.path.join(os.path.dirname(__file__), "prune_worker.py"), *map(str, arguments)],
         env=env, capture_output=True, text=True,
