@@ -24,16 +24,20 @@ Parts:
 import argparse
 import json
 import os
+import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import cifar10_data
 import results_io
 import singe_keras
 from singe_keras import criteria
+
+# The CIFAR-10 loader of the examples (examples/ is a folder of scripts).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import cifar10_data  # noqa: E402
 
 OUTPUT = os.path.join(os.path.dirname(__file__), "results", "cifar10_resnet20.json")
 SCORING_SAMPLES = 64
@@ -62,10 +66,6 @@ class Results:
         self.data.setdefault(part, {})[key] = value
         results_io.save({k: v for k, v in self.data.items() if k != "environment"}, self.path)
         print(f"[{part}] {key}: {json.dumps(value)}", flush=True)
-
-
-def load_baseline():
-    return keras.models.load_model(cifar10_data.RESNET20)
 
 
 def accuracy(model, x, y):
@@ -272,11 +272,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="1,4,2,3")
     parser.add_argument("--output", default=OUTPUT)
+    parser.add_argument("--data", default=cifar10_data.SHARED_DATA,
+                        help="CIFAR-10 .npz (default: %(default)s)")
+    parser.add_argument("--model", default=cifar10_data.PRETRAINED,
+                        help="pretrained ResNet-20 (default: %(default)s)")
     args = parser.parse_args()
     results = Results(args.output)
     print("decoding CIFAR-10 ...", flush=True)
-    train, test = cifar10_data.load("train"), cifar10_data.load("test")
-    baseline = load_baseline()
+    train, test = cifar10_data.load_split(args.data, "train"), cifar10_data.load_split(
+        args.data, "test")
+    baseline = keras.models.load_model(args.model)
     parts = {"1": part1, "2": part2, "3": part3, "4": part4}
     for part in args.parts.split(","):
         started = time.perf_counter()

@@ -16,7 +16,11 @@ every cell, so an interrupted run resumes.
 
 import argparse
 import os
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import cifar10_data  # noqa: E402
 
 MODELS = {
     "resnet20": ("models", "resnet20_cifar10.keras"),
@@ -59,13 +63,14 @@ def main():
                         "is run on request only")
     parser.add_argument("--normalizations", default=",".join(NORMALIZATIONS))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--data", default=cifar10_data.SHARED_DATA,
+                        help="the CIFAR-10 .npz copy (../shared/data/README.md)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
     import keras
     import numpy as np
 
-    import cifar10_data
     from cifar10 import Results, accuracy
     import singe_keras
     from singe_keras import allocation, criteria
@@ -78,8 +83,8 @@ def main():
         os.path.dirname(__file__), "results", f"criteria_grid_{args.model}.json")
     results = Results(output)
     print("decoding CIFAR-10 ...", flush=True)
-    train = cifar10_data.load("train")
-    x_test, y_test = cifar10_data.load("test", EVAL_SUBSET)
+    train = cifar10_data.load_split(args.data, "train")
+    x_test, y_test = cifar10_data.load_split(args.data, "test", EVAL_SUBSET)
     recalibration = train[0][-RECALIBRATION_BATCHES * BATCH:]
     baseline = keras.models.load_model(path)
     graph = singe_keras.trace(baseline)

@@ -1,6 +1,6 @@
 """How closely the fast `group` path ranks units like the exact `unit` path.
 
-SINGE.md leaves this to measurement: the `group` path (K passes per coupling
+docs/method.md leaves this to measurement: the `group` path (K passes per coupling
 group) is the default estimator, the `unit` path (K passes per unit) the
 reference. This scores the pretrained CIFAR-10 ResNet-20 of ../shared/models
 with both, on the same training images, and reports per group the Spearman
@@ -10,15 +10,20 @@ rank correlation and how many of the 25% least relevant units both agree on.
 """
 
 import argparse
+import os
+import sys
 import time
 
 import keras
 import numpy as np
 
-import cifar10_data
 import results_io
 import singe_keras
 from singe_keras import criteria
+
+# The CIFAR-10 loader of the examples (examples/ is a folder of scripts).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import cifar10_data  # noqa: E402
 
 
 def ranks(values):
@@ -34,11 +39,15 @@ def main():
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--output", default="benchmarks/results/path_agreement.json")
+    parser.add_argument("--data", default=cifar10_data.SHARED_DATA,
+                        help="CIFAR-10 .npz (default: %(default)s)")
+    parser.add_argument("--model", default=cifar10_data.PRETRAINED,
+                        help="pretrained ResNet-20 (default: %(default)s)")
     args = parser.parse_args()
 
-    model = keras.models.load_model(cifar10_data.RESNET20)
+    model = keras.models.load_model(args.model)
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    data = cifar10_data.load("train", args.samples)
+    data = cifar10_data.load_split(args.data, "train", args.samples)
     gated = singe_keras.GatedModel(singe_keras.trace(model))
     scores, seconds = {}, {}
     for path in ("group", "unit"):

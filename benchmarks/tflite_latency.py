@@ -21,12 +21,15 @@ import tempfile
 
 import keras
 
-import cifar10_data
 import results_io
 import singe_keras
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "export"))
 import litert_bench  # noqa: E402  (the device-side toolkit, not a package)
+
+# The CIFAR-10 loader of the examples (examples/ is a folder of scripts).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import cifar10_data  # noqa: E402
 
 
 def main():
@@ -36,10 +39,14 @@ def main():
     parser.add_argument("--round-to", type=int, default=1,
                         help="channel multiple of every pruned layer (SIMD width)")
     parser.add_argument("--output", default="benchmarks/results/tflite_latency.json")
+    parser.add_argument("--data", default=cifar10_data.SHARED_DATA,
+                        help="CIFAR-10 .npz (default: %(default)s)")
+    parser.add_argument("--model", default=cifar10_data.PRETRAINED,
+                        help="pretrained ResNet-20 (default: %(default)s)")
     args = parser.parse_args()
 
-    model = keras.models.load_model(cifar10_data.RESNET20)
-    calibration = cifar10_data.load("train", 200)
+    model = keras.models.load_model(args.model)
+    calibration = cifar10_data.load_split(args.data, "train", 200)
     pruned = singe_keras.prune(
         model, (calibration[0][:64], calibration[1][:64]), target_flops=args.target_flops,
         criterion=singe_keras.criteria.IntegratedGradients(samples=64), rounds=1,

@@ -13,9 +13,12 @@ horizontal flip.
 """
 
 import argparse
-import json
 import os
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import cifar10_data  # noqa: E402
 
 MEAN = (125.3, 123.0, 113.9)
 STD = (63.0, 62.1, 66.7)
@@ -44,17 +47,18 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "vgg_cifar10.keras"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=cifar10_data.SHARED_DATA,
+                        help="the CIFAR-10 .npz copy (../shared/data/README.md)")
     args = parser.parse_args()
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    import cifar10_data
     import results_io
 
     keras.utils.set_random_seed(args.seed)
-    train, test = cifar10_data.load("train"), cifar10_data.load("test")
+    train = cifar10_data.load_split(args.data, "train")
+    test = cifar10_data.load_split(args.data, "test")
     steps = args.epochs * (len(train[0]) // 128)
 
     def augment(image, label):

@@ -11,26 +11,20 @@ model, which is evaluated and exported to a float32 .tflite file.
 
 Writes `original_float32.tflite`, `pruned_float32.tflite` (each with its
 export record as .json), `pruned.keras` and the table as `summary.json` into
-`--output-dir` (default `./callback_out`).
+`--output-dir` (default `./singe_keras_output/callback_fit`).
 """
 
 import argparse
 import json
 import os
-import sys
 
-import keras
-
-import singe_keras
-
-# examples/ is a folder of scripts, not a package.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import cifar10_resnet as shared  # noqa: E402
+import cifar10_data
+import cifar10_resnet as shared
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    shared.add_data_arguments(parser)
+    cifar10_data.add_data_arguments(parser)
     shared.add_model_arguments(parser)
     group = parser.add_argument_group("pruning")
     group.add_argument("--target-flops", type=float, default=0.5,
@@ -41,10 +35,7 @@ def parse_args(argv):
     group.add_argument("--score-samples", type=int, default=256,
                        help="training images that score the units (default: 256)")
     group.add_argument("--seed", type=int, default=0, help="default: 0")
-    group = parser.add_argument_group("export")
-    group.add_argument("--output-dir", default="callback_out", help="default: ./callback_out")
-    group.add_argument("--latency-runs", type=int, default=100,
-                       help="timed TFLite invocations per file (default: 100)")
+    shared.add_output_arguments(parser, "callback_fit")
     return parser.parse_args(argv)
 
 
@@ -53,12 +44,17 @@ def main(argv=None):
     if args.pruning_events > args.epochs:
         raise SystemExit(f"--pruning-events ({args.pruning_events}) must not exceed "
                          f"--epochs ({args.epochs}): events happen at epoch starts.")
+    cifar10_data.quiet_tensorflow()
+    import keras
+
+    import singe_keras
+
     os.makedirs(args.output_dir, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
-    (x_train, y_train), (x_test, y_test) = shared.load_data(args)
+    (x_train, y_train), (x_test, y_test) = cifar10_data.load_data(args)
     print(f"CIFAR-10: {len(x_train)} training and {len(x_test)} test images.", flush=True)
-    train = shared.make_train_dataset(x_train, y_train, args.batch_size, args.seed)
+    train = cifar10_data.make_train_dataset(x_train, y_train, args.batch_size, args.seed)
     model = shared.get_model(args, train)
 
     def measure(model, name):
@@ -109,7 +105,7 @@ def main(argv=None):
     summary = {label: values for label, values, *_ in rows}
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
-    print(f"Files in {args.output_dir}.")
+    print(f"Files in {os.path.abspath(args.output_dir)}.")
     return summary
 
 

@@ -11,12 +11,15 @@ before/after table.
     python examples/cifar10_resnet.py --data cifar10_jpeg.npz   # offline copy
     python examples/cifar10_resnet.py --train --train-epochs 10  # no pretrained model
 
-Writes into `--output-dir` (default `./cifar10_out`): `original_float32.tflite`,
-`original_int8.tflite`, `pruned_float32.tflite`, `pruned_int8.tflite` (each
-with its export record as .json), `pruned.keras`, the pruning report
-`report.json` and the table as `summary.json`.
+Writes into `--output-dir` (default `./singe_keras_output/cifar10_resnet`):
+`original_float32.tflite`, `original_int8.tflite`, `pruned_float32.tflite`,
+`pruned_int8.tflite` (each with its export record as .json), `pruned.keras`,
+the pruning report `report.json` and its plot `report.png` (with matplotlib),
+and the table as `summary.json`.
 
-The data loading and model helpers are imported by `callback_fit.py`.
+The data come from `cifar10_data.py`; the model, latency and table helpers
+here are imported by `callback_fit.py`. TensorFlow is imported after the
+arguments are parsed, so `--help` answers at once.
 """
 
 import argparse
@@ -24,122 +27,12 @@ import importlib.util
 import json
 import os
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-import singe_keras
+import cifar10_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PRETRAINED = os.path.normpath(
-    os.path.join(HERE, "..", "..", "shared", "models", "resnet20_cifar10.keras")
-)
 LITERT_BENCH = os.path.join(HERE, "..", "export", "litert_bench.py")
-
-
-# ----------------------------------------------------------------------------
-# Data
-
-
-def add_data_arguments(parser):
-    """Adds the CIFAR-10 source and size options to an argparse parser."""
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--data", metavar="PATH.npz",
-        help="offline CIFAR-10: JPEG bytes + offsets, as ../shared/data/cifar10_jpeg.npz "
-        "(default: tensorflow-datasets' 'cifar10')",
-    )
-    group.add_argument("--tfds-data-dir", help="tensorflow-datasets data_dir")
-    group.add_argument(
-        "--no-download", action="store_true",
-        help="tensorflow-datasets: use prepared data only, never download",
-    )
-    group.add_argument("--train-samples", type=int, help="use the first N training images")
-    group.add_argument("--test-samples", type=int, help="use the first N test images")
-
-
-def load_data(args):
-    """`load_cifar10` with the options of `add_data_arguments`."""
-    if args.data and (args.tfds_data_dir or args.no_download):
-        raise SystemExit("--data reads a local file; --tfds-data-dir and --no-download "
-                         "are for tensorflow-datasets. Pass one or the other.")
-    return load_cifar10(
-        path=args.data,
-        tfds_data_dir=args.tfds_data_dir,
-        download=not args.no_download,
-        train_samples=args.train_samples,
-        test_samples=args.test_samples,
-    )
-
-
-def load_cifar10(path=None, tfds_data_dir=None, download=True, train_samples=None,
-                 test_samples=None):
-    """CIFAR-10 as NumPy arrays.
-
-    Args:
-        path: an .npz file in the format of ../shared/data/cifar10_jpeg.npz,
-            or `None` to use tensorflow-datasets' `cifar10`.
-        tfds_data_dir: `data_dir` of `tfds.load`.
-        download: whether `tfds.load` may download.
-        train_samples, test_samples: keep only the first N of each split
-            (`None`: all).
-
-    Returns:
-        `((x_train, y_train), (x_test, y_test))`: float32 images (N, 32, 32, 3)
-        with values 0-255, int64 labels.
-    """
-    if path is not None:
-        return (_load_npz(path, "train", train_samples),
-                _load_npz(path, "test", test_samples))
-    return (_load_tfds("train", train_samples, tfds_data_dir, download),
-            _load_tfds("test", test_samples, tfds_data_dir, download))
-
-
-def _load_npz(path, split, count):
-    archive = np.load(path)
-    blob, offsets = archive[f"{split}_jpeg"], archive[f"{split}_offsets"]
-    labels = archive[f"y_{split}"].astype("int64")[:count]
-    images = np.stack([
-        tf.io.decode_jpeg(blob[offsets[i]:offsets[i + 1]].tobytes(), channels=3).numpy()
-        for i in range(len(labels))
-    ])
-    return images.astype("float32"), labels
-
-
-def _load_tfds(split, count, data_dir, download):
-    # Imported here: users of --data need not install tensorflow-datasets.
-    import tensorflow_datasets as tfds
-
-    images, labels = tfds.as_numpy(tfds.load(
-        "cifar10",
-        split=split if count is None else f"{split}[:{count}]",
-        as_supervised=True,
-        batch_size=-1,  # the whole split as one pair of arrays
-        data_dir=data_dir,
-        download=download,
-    ))
-    return images.astype("float32"), labels.astype("int64")
-
-
-def make_train_dataset(x, y, batch_size, seed):
-    """Shuffled batches with random horizontal flips, the same for the same seed."""
-    # The shuffle buffer holds indices, not 600 MB of float32 images.
-    images, labels = tf.constant(x), tf.constant(y)
-
-    def augment(step, indices):
-        batch = tf.gather(images, indices)
-        # Stateless flips: no random state shared between parallel map calls.
-        batch = tf.image.stateless_random_flip_left_right(batch, seed=tf.stack([seed, step]))
-        return batch, tf.gather(labels, indices)
-
-    return (
-        tf.data.Dataset.range(len(x))
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .enumerate()
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
 
 
 # ----------------------------------------------------------------------------
@@ -152,7 +45,8 @@ def add_model_arguments(parser):
     source = group.add_mutually_exclusive_group()
     source.add_argument(
         "--model", metavar="PATH.keras",
-        help=f"a Keras model taking 0-255 pixels, outputting 10 logits (default: {PRETRAINED})",
+        help="a Keras model taking 0-255 pixels, outputting 10 logits "
+        f"(default: {cifar10_data.PRETRAINED})",
     )
     source.add_argument(
         "--train", action="store_true",
@@ -165,6 +59,8 @@ def add_model_arguments(parser):
 
 def get_model(args, train_dataset):
     """The compiled model to prune: loaded from `--model` or trained (`--train`)."""
+    import keras
+
     if args.train:
         model = small_resnet()
         compile_classifier(model)
@@ -172,7 +68,7 @@ def get_model(args, train_dataset):
         # shuffle=False: the dataset shuffles itself (Keras warns otherwise).
         model.fit(train_dataset, epochs=args.train_epochs, shuffle=False, verbose=2)
         return model
-    path = args.model or PRETRAINED
+    path = args.model or cifar10_data.PRETRAINED
     if not os.path.exists(path):
         raise SystemExit(f"No model at {path}. Pass --model PATH.keras, or --train to "
                          "train a small ResNet.")
@@ -184,6 +80,8 @@ def get_model(args, train_dataset):
 
 def compile_classifier(model, learning_rate=0.05):
     """SGD with momentum on 10 logits: what `prune` fine-tunes with."""
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -193,6 +91,8 @@ def compile_classifier(model, learning_rate=0.05):
 
 def small_resnet(widths=(16, 32, 64)):
     """A CIFAR ResNet with one basic block per stage; takes 0-255 pixels."""
+    import keras
+
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(widths[0], 3, padding="same", use_bias=False)(x)
@@ -283,9 +183,19 @@ def format_table(rows, columns=("original", "pruned")):
 # Main
 
 
+def add_output_arguments(parser, name):
+    """Adds `--output-dir` (default `./singe_keras_output/NAME`) and `--latency-runs`."""
+    group = parser.add_argument_group("export")
+    default = os.path.join("singe_keras_output", name)
+    group.add_argument("--output-dir", default=default,
+                       help=f"where the files go (default: ./{default})")
+    group.add_argument("--latency-runs", type=int, default=100,
+                       help="timed TFLite invocations per file (default: 100)")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_data_arguments(parser)
+    cifar10_data.add_data_arguments(parser)
     add_model_arguments(parser)
     group = parser.add_argument_group("pruning")
     group.add_argument("--target-flops", type=float, default=0.5,
@@ -298,21 +208,24 @@ def parse_args(argv):
     group.add_argument("--score-samples", type=int, default=256,
                        help="training images that score the units each round (default: 256)")
     group.add_argument("--seed", type=int, default=0, help="default: 0")
-    group = parser.add_argument_group("export")
-    group.add_argument("--output-dir", default="cifar10_out", help="default: ./cifar10_out")
-    group.add_argument("--latency-runs", type=int, default=100,
-                       help="timed TFLite invocations per file (default: 100)")
+    add_output_arguments(parser, "cifar10_resnet")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    cifar10_data.quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    import singe_keras
+
     os.makedirs(args.output_dir, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
 
-    (x_train, y_train), (x_test, y_test) = load_data(args)
+    (x_train, y_train), (x_test, y_test) = cifar10_data.load_data(args)
     print(f"CIFAR-10: {len(x_train)} training and {len(x_test)} test images.", flush=True)
-    train = make_train_dataset(x_train, y_train, args.batch_size, args.seed)
+    train = cifar10_data.make_train_dataset(x_train, y_train, args.batch_size, args.seed)
     model = get_model(args, train)
 
     # The test set only monitors the rounds here; prune() selects nothing with it.
@@ -329,7 +242,12 @@ def main(argv=None):
         validation_data=validation,
         return_report=True,
     )
+    print(report)
     report.save(os.path.join(args.output_dir, "report.json"))
+    try:
+        report.plot(os.path.join(args.output_dir, "report.png"))
+    except ImportError as error:  # matplotlib is an extra: the run goes on without it
+        print(f"No report.png: {error}")
     pruned.save(os.path.join(args.output_dir, "pruned.keras"))
 
     models = {"original": model, "pruned": pruned}
@@ -371,7 +289,7 @@ def main(argv=None):
     summary["exports"] = {f"{n}_{k}": r.to_dict() for (n, k), r in exports.items()}
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1, default=float)
-    print(f"Files in {args.output_dir}.")
+    print(f"Files in {os.path.abspath(args.output_dir)}.")
     return summary
 
 

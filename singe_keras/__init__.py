@@ -3,7 +3,8 @@
 SInGE (Yvinec, Dapogny, Cord, Bailly, "SInGE: Sparsity via Integrated
 Gradients Estimation of Neuron Relevance", NeurIPS 2022) scores each conv
 filter or dense neuron by integrating gradients along a path of gates towards
-its removal, and removes the least relevant ones.
+its removal, and removes the least relevant ones. The method as this library
+defines and implements it: docs/method.md in the repository.
 """
 
 from singe_keras import criteria

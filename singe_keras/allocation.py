@@ -1,7 +1,7 @@
 """Allocation: from relevance scores and a cost target to a `Plan`.
 
 Units are ranked globally, across groups, by a normalised relevance
-(SINGE.md, "Allocation"), and the lowest-ranked are removed until the model
+(docs/method.md, "Allocation"), and the lowest-ranked are removed until the model
 fits the target. Removing more units never costs more, so the number of
 units to remove is found by bisection; then the most relevant removed units
 that still fit are put back, one group step at a time, so that the result
@@ -336,6 +336,13 @@ def _smallest_plan(graph, min_units, round_to, max_pruning_ratio):
 def _unreachable(
     smallest, min_units, round_to, max_pruning_ratio, max_flops, max_params, ignored_layers=()
 ):
+    # A count in (1, 100] is far below any real model's cost: likely a percentage.
+    percentages = "".join(
+        f" Did you mean {name}={target / 100:g} (a fraction), not {target:g} {unit}?"
+        for name, target, unit in (("target_flops", max_flops, "FLOPs"),
+                                   ("target_params", max_params, "parameters"))
+        if target is not None and 1 < target <= 100
+    )
     ignored = (
         f", or remove layers from `ignored_layers` ({list(ignored_layers)})"
         if ignored_layers else ""
@@ -345,6 +352,6 @@ def _unreachable(
         f"{round_to} and max_pruning_ratio={max_pruning_ratio}, the smallest "
         f"reachable model has {smallest.flops:,} FLOPs and {smallest.params:,} "
         f"parameters. Received: target_flops={max_flops}, target_params="
-        f"{max_params} (absolute). Raise the target, or lower `min_units`/"
-        f"`round_to`, or raise `max_pruning_ratio`{ignored}."
+        f"{max_params} (absolute)." + percentages + " Raise the target, or lower "
+        f"`min_units`/`round_to`, or raise `max_pruning_ratio`{ignored}."
     )

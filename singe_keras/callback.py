@@ -71,6 +71,9 @@ class PruningCallback(keras.callbacks.Callback):
     (or parameters) reach the event's share of the target; the last event
     reaches the target. Training goes on with the masked units at zero. After
     `fit`, `singe_keras.strip(model)` returns the physically smaller model.
+    `fit` needs at least `start_epoch + (pruning_events - 1) * frequency + 1`
+    epochs to reach the target; with fewer, the callback warns when training
+    begins.
 
     Units that cannot be held at zero through weights (a channel that passes
     through `sigmoid`, whose value at zero is not zero, into a conv) are not
@@ -151,6 +154,9 @@ class PruningCallback(keras.callbacks.Callback):
         self.verbose = verbose
 
     def on_train_begin(self, logs=None):
+        self._events_done = 0
+        self._warned_of_missing_events = self._warn_of_missing_events(
+            self.params.get("epochs"))
         graph = graph_lib.CouplingGraph(self.model, self.ignored_layers)
         ignored = graph.ignored_layers
         unmaskable = _unmaskable_layers(graph)
@@ -177,13 +183,30 @@ class PruningCallback(keras.callbacks.Callback):
         # A train function compiled before the masks existed would not apply them.
         self.model.make_train_function(force=True)
 
-    def on_train_end(self, logs=None):
+    def _warn_of_missing_events(self, epochs):
+        """Warns if `fit`'s `epochs` end before the last event; returns whether it did."""
         last_epoch = self.start_epoch + (self.pruning_events - 1) * self.frequency
-        if last_epoch >= self.params.get("epochs", 0):
+        if epochs is None or last_epoch < epochs:
+            return False
+        possible = max(0, (epochs - self.start_epoch - 1) // self.frequency + 1)
+        warnings.warn(
+            f"PruningCallback prunes at the start of {self.pruning_events} epochs, the "
+            f"last one epoch {last_epoch}, but fit runs {epochs} epoch{'' if epochs == 1 else 's'}: "
+            f"{self.pruning_events - possible} pruning events will not happen and the "
+            "model will not reach its target. Pass `epochs="
+            f"{last_epoch + 1}` (or more) to fit"
+            + (f", or `pruning_events={possible}` to the callback." if possible else ".")
+            + " Events happen at epochs `start_epoch + i * frequency`.",
+            stacklevel=2,
+        )
+        return True
+
+    def on_train_end(self, logs=None):
+        if self._events_done < self.pruning_events and not self._warned_of_missing_events:
             warnings.warn(
-                f"PruningCallback's last pruning event is at epoch {last_epoch}, but "
-                "fit stopped before it: the model has not reached its target. Train "
-                "for more epochs, or lower `pruning_events`/`frequency`.",
+                f"fit stopped after {self._events_done} of PruningCallback's "
+                f"{self.pruning_events} pruning events (early stopping?): the model "
+                "has not reached its target.",
                 stacklevel=2,
             )
 
@@ -194,6 +217,7 @@ class PruningCallback(keras.callbacks.Callback):
         if event > self.pruning_events:
             return
         self._prune(event)
+        self._events_done = event
 
     def _prune(self, event):
         """Masks units until the costs reach the event's share of the target."""
@@ -322,6 +346,10 @@ def strip(model):
     Returns:
         A new functional `keras.Model` with the same outputs (to float32
         round-off), fewer filters and units, and no `UnitMask` constraints.
+        If `model` is compiled, the new model is compiled the same way: the
+        same loss, the same metrics and compile options, and a fresh
+        optimizer with the same configuration (its state is not carried
+        over, as the weights it tracked have changed shape).
 
     Example:
 
@@ -345,4 +373,28 @@ def strip(model):
         if isinstance(variable.constraint, UnitMask):
             _set_constraint(node.layer, variable, constraint_attribute,
                             variable.constraint.inner)
+    if model.compiled:
+        _compile_like(small, model)
     return small
+
+
+def _compile_like(small, model):
+    """Compiles `small` with `model`'s settings and a fresh optimizer."""
+    config = dict(model.get_compile_config())
+    config.pop("loss", None)  # the live object: a lambda or custom loss survives
+    config.pop("optimizer", None)
+    try:
+        settings = keras.saving.deserialize_keras_object(config)
+    except (TypeError, ValueError) as error:
+        warnings.warn(
+            f"strip returns an uncompiled model: the compiled metrics cannot be "
+            f"rebuilt ({error}). Compile it yourself.",
+            stacklevel=3,
+        )
+        return
+    optimizer = model.optimizer
+    small.compile(
+        optimizer=optimizer.__class__.from_config(optimizer.get_config()),
+        loss=model.loss,
+        **settings,
+    )

@@ -1,6 +1,6 @@
 """Cost counting: multiply-accumulates and parameters, per layer.
 
-Convention (SINGE.md, "Cost convention"): convolutions and Dense layers count
+Convention (docs/method.md, "Cost convention"): convolutions and Dense layers count
 their multiply-accumulates (MACs); other layers (BatchNormalization, additions,
 activations, pooling) count none, as in the usual ResNet-50 = 3.8 GMACs
 figure. FLOPs = 2 x MACs. Pruning targets are ratios of the same counter.

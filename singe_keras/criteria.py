@@ -1,7 +1,7 @@
 """Relevance criteria: how the units of a traced model are scored.
 
 `"singe"` is the integrated-gradient relevance of SInGE (Yvinec et al.,
-NeurIPS 2022; SINGE.md, "The SInGE relevance"). The baselines share its
+NeurIPS 2022; docs/method.md, "The SInGE relevance"). The baselines share its
 interface: `"taylor"` (first-order Taylor, Molchanov et al. 2017/2019; the
 K = 1, left-point case of the same integral), `"fisher"` (squared gate
 gradients, Theis et al. 2018), `"l1"` and `"l2"` (norm of the unit's producer
@@ -111,7 +111,7 @@ class IntegratedGradients(Criterion):
     all other gates staying at 1. The blocks are:
 
     - `path="group"`: u's whole coupling group (K passes per group);
-    - `path="unit"`: u alone (SINGE.md's definition; K passes per unit:
+    - `path="unit"`: u alone (docs/method.md's definition; K passes per unit:
       exact, costly);
     - `path="random"`: for each sample, each group's units are dealt at
       random into `round(1 / block_fraction)` blocks, and each block is
@@ -308,7 +308,7 @@ class Taylor(IntegratedGradients):
     Molchanov et al., "Pruning Convolutional Neural Networks for Resource
     Efficient Inference" (ICLR 2017) and "Importance Estimation for Neural
     Network Pruning" (CVPR 2019). It is exactly `IntegratedGradients` with
-    K = 1 and the left point (SINGE.md): one gradient at m = 1.
+    K = 1 and the left point (docs/method.md): one gradient at m = 1.
 
     Args:
         samples: how many examples to score on. Defaults to `256`.

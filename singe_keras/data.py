@@ -174,16 +174,29 @@ def fixed_batches(data, samples, batch_size):
         )
 
 
-def input_batches(data, batch_size, limit):
-    """The inputs `x` of the first `limit` batches of `data` (labels unused).
+def input_batches(data, batch_size=None, limit=None):
+    """Yields the model inputs `x` of `data`, batch by batch, as NumPy arrays.
 
-    Arrays are read in consecutive slices of `batch_size` rows.
+    Takes the forms `check_data` takes (labels unused) and inputs alone: an
+    array `(N, ...)`, a dataset of input batches, or a callable returning an
+    iterator of `[input_batch]` lists (TFLite's representative-dataset
+    convention).
+
+    Args:
+        data: the data, in any of these forms.
+        batch_size: arrays are read in consecutive slices of this many rows;
+            `None` reads them as one batch. Defaults to `None`.
+        limit: stop after this many batches; `None` reads them all.
+            Defaults to `None`.
     """
-    if is_stream(data):
+    if callable(data) and not is_stream(data):
+        batches = (np.asarray(_as_tuple(batch)[0]) for batch in data())
+    elif is_stream(data):
         batches = (np.asarray(batch[0]) for batch in _source_batches(data))
     else:
         x = np.asarray(_as_tuple(data)[0])
-        batches = (x[start : start + batch_size] for start in range(0, len(x), batch_size))
+        size = batch_size or max(len(x), 1)
+        batches = (x[start : start + size] for start in range(0, len(x), size))
     return itertools.islice(batches, limit)
 
 

@@ -10,19 +10,24 @@ GPU and NPU delegates cannot run Select TF ops.
 The file is converted to a temporary path, loaded in a TFLite interpreter
 (LiteRT's `ai_edge_litert` when installed, else `tf.lite`), run on sample
 inputs and compared with Keras; only then is it renamed to `path`. An
-interrupted or failed export leaves no file behind.
+interrupted or failed export leaves no file behind. What the converter and
+LiteRT print on their own is kept off the user's console (`_quiet`).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
+import sys
+import tempfile
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from singe_keras import data as data_lib
 from singe_keras.files import atomic_output, write_atomically
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
@@ -87,9 +92,11 @@ def export_tflite(
             GPU delegates), `"dynamic"` (int8 weights, float activations) or
             `"int8"` (full integer, for NPUs; needs
             `representative_dataset`). Defaults to `None`.
-        representative_dataset: sample inputs: a NumPy array `(N, ...)`, a
-            `tf.data.Dataset` of inputs or `(inputs, labels)` batches, or a
-            callable returning an iterator of `[input_batch]` lists (the
+        representative_dataset: sample inputs, in the forms `prune` takes
+            (`(x, y)` arrays, a batched `tf.data.Dataset` of `(x, y)`, a
+            `keras.utils.PyDataset`; labels are ignored) or as inputs alone:
+            a NumPy array `(N, ...)`, a `tf.data.Dataset` of input batches,
+            or a callable returning an iterator of `[input_batch]` lists (the
             TFLite convention). Calibrates `"int8"`, and its first samples
             verify the file (random inputs otherwise). Defaults to `None`.
         io_dtype: input/output type of `"int8"` models: `"int8"` or
@@ -104,7 +111,8 @@ def export_tflite(
 
     Raises:
         ValueError: for a bad `path`, `quantization` or `io_dtype`, `"int8"`
-            without `representative_dataset`, inputs of unknown size, ops
+            without `representative_dataset`, a `representative_dataset`
+            whose inputs do not fit the model, inputs of unknown size, ops
             that need Select TF ops, or a file that does not match Keras
             (float32: max relative error above 1e-4).
 
@@ -140,10 +148,9 @@ def export_tflite(
         converter.inference_output_type = tf.as_dtype(io_dtype)
     if allow_select_ops:
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-    quiet = not keras.config.is_interactive_logging_enabled()
-    keras.config.disable_interactive_logging()  # Keras's export prints every signature
     try:
-        content = converter.convert()
+        with _quiet():
+            content = converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
         select_ops = re.search(r"TF Select ops: (.*)", str(error))
         if select_ops:
@@ -154,9 +161,6 @@ def export_tflite(
                 "them as Select TF ops (CPU only, needs the Flex delegate)."
             ) from error
         raise
-    finally:
-        if not quiet:
-            keras.config.enable_interactive_logging()
     with atomic_output(path, suffix=".tflite") as tmp:
         with open(tmp, "wb") as f:
             f.write(content)
@@ -204,24 +208,55 @@ def _check_arguments(model, path, quantization, representative_dataset, io_dtype
         raise ValueError(
             f"`io_dtype` must be 'int8' or 'uint8'. Received: io_dtype={io_dtype!r}"
         )
+    if representative_dataset is not None:
+        first = next(data_lib.input_batches(representative_dataset), None)
+        if first is None or first.ndim != len(shape) or first.shape[1:] != shape[1:] or (
+            not len(first)
+        ):
+            raise ValueError(
+                "`representative_dataset` must hold batches of inputs of shape "
+                f"(batch,) + {shape[1:]}, e.g. `x_train[:200]` or `(x_train, y_train)`. "
+                "Received a first batch of shape "
+                f"{None if first is None else first.shape}."
+            )
 
 
-def _batches(representative_dataset):
-    """The representative data as an iterator of input batches (NumPy)."""
-    data = representative_dataset
-    if callable(data):
-        for item in data():
-            yield np.asarray(item[0] if isinstance(item, (list, tuple)) else item)
-    elif isinstance(data, tf.data.Dataset):
-        for item in data.as_numpy_iterator():
-            yield np.asarray(item[0] if isinstance(item, (list, tuple)) else item)
-    else:
-        yield np.asarray(data)
+@contextlib.contextmanager
+def _quiet():
+    """Keeps what the converter and LiteRT print on their own off the console.
+
+    They write from C++ straight to the process's stderr (`fully_quantize: 0,
+    inference_type: 6 ...`, `INFO: Created TensorFlow Lite XNNPACK delegate`),
+    beyond the reach of `sys.stderr` and of logging, and Keras's export prints
+    every signature. For the block, file descriptor 2 goes to a temporary
+    file (output of other threads too) and Keras's interactive logging is
+    off. If the block fails, the captured text is written back to stderr: it
+    may explain the failure.
+    """
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    failed = True
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if interactive:
+                keras.config.enable_interactive_logging()
+            if failed:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors="replace"))
 
 
 def _calibration(representative_dataset):
     def generate():
-        for batch in _batches(representative_dataset):
+        for batch in data_lib.input_batches(representative_dataset):
             for sample in batch:
                 yield [sample[None].astype("float32")]
 
@@ -231,7 +266,7 @@ def _calibration(representative_dataset):
 def _samples(model, representative_dataset, count):
     if representative_dataset is not None:
         rows = []
-        for batch in _batches(representative_dataset):
+        for batch in data_lib.input_batches(representative_dataset):
             rows.extend(batch)
             if len(rows) >= count:
                 break
@@ -260,7 +295,8 @@ def _interpreter(path, default_delegates=False):
 
 def _runs_with_xnnpack(path):
     try:
-        _interpreter(path, default_delegates=True).invoke()
+        with _quiet():
+            _interpreter(path, default_delegates=True).invoke()
     except (RuntimeError, ValueError) as error:
         warnings.warn(
             "LiteRT's default CPU delegate (XNNPACK) cannot run this file "

@@ -2,7 +2,7 @@
 
 Each coupling group G has a gate vector m_G that scales the group's channels
 after every layer that can make a channel non-zero on its own (a conv with its
-bias, a BatchNormalization, `sigmoid`): SINGE.md, "Units, coupling groups,
+bias, a BatchNormalization, `sigmoid`): docs/method.md, "Units, coupling groups,
 gates". With every gate at 1 the gated model is the original model; with the
 gates of some units at 0 it is the model with those units removed, which is
 what `singe_keras.rebuild` builds physically.

@@ -10,7 +10,7 @@ questions about one layer:
    (coupled).
 2. `is_source`: can a channel of the output be non-zero when the same channel of
    every input is zero (a bias, a BatchNormalization shift, `sigmoid(0)`)? The
-   gated model scales channels after such layers (SINGE.md, "gates").
+   gated model scales channels after such layers (docs/method.md, "gates").
 3. `rebuild_config` / `slice_weights`: the config and weights of the layer once
    some input and output channels are removed.
 4. `macs`: multiply-accumulates of one call (FLOPs = 2 x MACs).

@@ -1,6 +1,6 @@
 """`prune`: entwined pruning and fine-tuning to a FLOPs or parameter target.
 
-SINGE.md, "Entwined pruning and fine-tuning": the FLOPs to remove are split
+docs/method.md, "Entwined pruning and fine-tuning": the FLOPs to remove are split
 over `rounds`; each round scores the remaining units, removes the lowest
 ranked until the round's share is gone, rebuilds the smaller model and
 fine-tunes it for a few optimizer steps. `rounds=1` is one-shot
@@ -92,8 +92,10 @@ def prune(
         final_epochs: epochs of fine-tuning after the last round.
             Defaults to `0`.
         batch_size: batch size of fine-tuning on arrays. Defaults to `32`.
-        validation_data: evaluated after each round and final epoch if given.
-            Defaults to `None`.
+        validation_data: evaluated before pruning, after each round and
+            after each final epoch if given; the report and the progress
+            lines then show `val_` metrics besides the `train_` metrics of
+            the fine-tuning steps. Defaults to `None`.
         normalization: how relevances are compared across groups: `"none"`,
             per group `"mean"`, `"max"`, `"sum"`, `"l2"`, `"gaussian"`, or
             `"flops"` (per FLOP saved); formulas in
@@ -243,6 +245,8 @@ def prune(
         current, report, first_round = state
         logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
     _compile(current, compile_settings, optimizer_step)
+    if state is None and validation_data is not None:
+        report.original["metrics"] = _named(_evaluate(current, validation_data, batch_size))
 
     def trainer(step):
         """`current`, compiled to continue the schedule at `step`, or its distiller."""
@@ -298,7 +302,7 @@ def prune(
             "flops": cost.flops,
             "params": cost.params,
             "units_removed": graph.num_units - plan.num_kept,
-            "metrics": {k: float(v) for k, v in logs.items()},
+            "metrics": _named(logs),
             "scoring_seconds": scored - started,
             "seconds": time.perf_counter() - started,
         }
@@ -324,7 +328,7 @@ def prune(
             "flops": report.rounds[-1]["flops"],
             "params": report.rounds[-1]["params"],
             "units_removed": 0,
-            "metrics": {k: float(v) for k, v in logs.items()},
+            "metrics": _named(logs),
             "learning_rate": float(model_or_distiller.optimizer.learning_rate),
             "seconds": time.perf_counter() - started,
         }
@@ -465,6 +469,11 @@ def _evaluate(model, data, batch_size):
     logs = model.evaluate(**data_lib.keras_arguments(data, batch_size), return_dict=True,
                           verbose=0)
     return {f"val_{k}": v for k, v in logs.items()}
+
+
+def _named(logs):
+    """Keras logs as report metrics: `train_` (the fine-tuning steps') or `val_`."""
+    return {k if k.startswith("val_") else f"train_{k}": float(v) for k, v in logs.items()}
 
 
 def _progress(verbose, title, entry, round_flops, original):

@@ -16,10 +16,13 @@ class PruningReport(JsonRecord):
 
     Attributes:
         rounds: one dict per round (and the final fine-tuning): FLOPs,
-            params, units removed, loss/metrics, seconds.
+            params, units removed, `metrics` (`train_loss`, `train_accuracy`,
+            ...: the training metrics of the fine-tuning steps, and with
+            `validation_data`, `val_loss`, `val_accuracy`, ...), seconds.
         layers: `{layer path: {"class_name", "units", "kept_outputs",
             "kept_inputs"}}`, channel indices relative to the original model.
-        original: `{"flops", "params"}` of the original model.
+        original: `{"flops", "params"}` of the original model, and its
+            `"metrics"` on `validation_data` when `prune` had some.
     """
 
     def __init__(self, original, layers, rounds=()):
@@ -83,10 +86,67 @@ class PruningReport(JsonRecord):
     def from_dict(cls, data):
         return cls(data["original"], data["layers"], data["rounds"])
 
-    def plot(self, path):
-        """Draws units per layer before/after and accuracy vs FLOPs as a PNG.
+    def __repr__(self):
+        if not self.rounds:
+            return (
+                f"PruningReport(no rounds yet, flops={self.original['flops']:,}, "
+                f"params={self.original['params']:,})"
+            )
+        rounds = [r for r in self.rounds if r["round"] != "final"]
+        last = self.rounds[-1]
+        final = " + final fine-tuning" if last["round"] == "final" else ""
+        metrics = "".join(f", {k}={v:.4f}" for k, v in last.get("metrics", {}).items())
+        return (
+            f"PruningReport({len(rounds)} round{'' if len(rounds) == 1 else 's'}{final}, flops={self.original['flops']:,} -> "
+            f"{last['flops']:,} ({last['flops'] / self.original['flops']:.1%}), "
+            f"params={self.original['params']:,} -> {last['params']:,} "
+            f"({last['params'] / self.original['params']:.1%}){metrics})"
+        )
 
-        Needs matplotlib (`pip install "singe-keras[plot]"`).
+    def metric_curve(self):
+        """The metric `plot` draws against the FLOPs ratio, point by point.
+
+        The validation metric when the run had `validation_data` (with the
+        unpruned model first, at ratio 1.0), else the training metric of the
+        fine-tuning steps; accuracy before loss.
+
+        Returns:
+            `(metric, points)`: the metric's name and a list of
+            `(label, flops_ratio, value)`, labels `"unpruned"`, `"1"`, ...,
+            `"final"`; `(None, [])` if no round recorded a metric.
+        """
+        recorded = [r for r in self.rounds if r.get("metrics")]
+        metric = next(
+            (k for k in ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+             if recorded and k in recorded[-1]["metrics"]),
+            None,
+        )
+        if metric is None:
+            return None, []
+        points = []
+        unpruned = self.original.get("metrics", {}).get(metric)
+        if unpruned is not None:
+            points.append(("unpruned", 1.0, unpruned))
+        points += [
+            (str(r["round"]), r["flops"] / self.original["flops"], r["metrics"][metric])
+            for r in recorded
+            if metric in r["metrics"]
+        ]
+        return metric, points
+
+    def plot(self, path):
+        """Draws the channels of every layer and the metric vs FLOPs as a PNG.
+
+        Left: the output channels of every layer that makes units, before and
+        after pruning (layers kept whole included). Right: `metric_curve()`,
+        the validation metric when there is one.
+
+        Args:
+            path: the .png file to write.
+
+        Raises:
+            ImportError: if matplotlib is not installed
+                (`pip install "singe-keras[plot]"`).
         """
         try:
             import matplotlib
@@ -97,37 +157,44 @@ class PruningReport(JsonRecord):
             raise ImportError(
                 'Plotting needs matplotlib: pip install "singe-keras[plot]"'
             ) from error
-        shrunk = {
-            k: v for k, v in self.layers.items()
-            if v.get("produces_units") and len(v["kept_outputs"]) < v["units"]
-        }
-        figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-        names = list(shrunk)
-        positions = np.arange(len(names))
-        left.bar(positions, [shrunk[n]["units"] for n in names], label="before")
-        left.bar(positions, [len(shrunk[n]["kept_outputs"]) for n in names], label="after")
-        left.set_xticks(positions, names, rotation=90, fontsize=7)
-        left.set_ylabel("output channels")
-        left.legend()
-        rounds = [r for r in self.rounds if "flops" in r]
-        metric = next(
-            (k for k in ("val_accuracy", "accuracy", "val_loss", "loss")
-             if rounds and k in rounds[-1].get("metrics", {})),
-            None,
+        layers = {k: v for k, v in self.layers.items() if v.get("produces_units")}
+        names = list(layers)
+        figure, (left, right) = plt.subplots(
+            1, 2, figsize=(max(12, 6 + 0.3 * len(names)), 5),
+            gridspec_kw={"width_ratios": [max(1, len(names) / 12), 1]},
         )
+        positions = np.arange(len(names))
+        before = np.array([layers[n]["units"] for n in names])
+        after = np.array([len(layers[n]["kept_outputs"]) for n in names])
+        left.bar(positions, before, color="lightgray", label="before")
+        shrunk = after < before
+        left.bar(positions[shrunk], after[shrunk], color="tab:blue", label="after")
+        left.bar(positions[~shrunk], after[~shrunk], color="tab:green",
+                 label="after (kept whole)")
+        left.set_xticks(positions, names, rotation=90, fontsize=8)
+        left.set_ylabel("output channels")
+        left.set_title("Output channels per layer")
+        left.legend(loc="best", fontsize=8)
+        metric, points = self.metric_curve()
         if metric:
-            right.plot(
-                [r["flops"] / self.original["flops"] for r in rounds],
-                [r["metrics"][metric] for r in rounds],
-                marker="o",
-            )
-            right.set_xlabel("FLOPs / original FLOPs")
-            right.set_ylabel(metric)
+            _, ratios, values = zip(*points)
+            right.plot(ratios, values, marker="o")
+            for label, ratio, value in points:
+                # "final" shares its FLOPs with the last round: label it below.
+                right.annotate(label, (ratio, value), textcoords="offset points",
+                               xytext=(4, -12 if label == "final" else 4), fontsize=8)
+            kind, name = metric.split("_", 1)
+            label = f"{'validation' if kind == 'val' else 'training'} {name}"
+            right.set_xlabel("FLOPs (fraction of the unpruned model)")
+            right.set_ylabel(label + ("" if kind == "val" else " (fine-tuning steps)"))
+            right.set_title(f"{label.capitalize()} vs FLOPs")
             right.invert_xaxis()
+            right.grid(alpha=0.3)
+        else:
+            right.set_axis_off()
         figure.tight_layout()
         try:
             with atomic_output(path, suffix=".png") as tmp:
-                figure.savefig(tmp, dpi=100)
+                figure.savefig(tmp, dpi=100, bbox_inches="tight")
         finally:
             plt.close(figure)
-

@@ -152,12 +152,62 @@ def test_callback_after_a_warm_up_fit_keeps_pruned_units_at_zero():
     np.testing.assert_allclose(singe_keras.strip(model)(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
 
 
-def test_too_few_epochs_for_the_schedule_is_reported():
+def test_too_few_epochs_are_reported_when_training_begins_with_the_fix():
     model = zoo.build("chain")
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
                                            pruning_events=4, verbose=0)
-    with pytest.warns(UserWarning, match="has not reached its target"):
-        _fit(model, callback, epochs=2)
+    callback.set_model(model)
+    callback.set_params({"epochs": 2, "verbose": 0, "steps": 1})
+    with pytest.warns(UserWarning, match="2 pruning events will not happen") as record:
+        callback.on_train_begin()
+    message = str(record[0].message)
+    assert "`epochs=4`" in message and "`pruning_events=2`" in message
+
+
+def test_enough_epochs_give_no_warning(recwarn):
+    model = zoo.build("chain")
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=2, frequency=2, verbose=0)
+    _fit(model, callback, epochs=3)
+    assert not [w for w in recwarn if "PruningCallback" in str(w.message)]
+
+
+def test_early_stopping_before_the_last_event_is_reported():
+    model = zoo.build("chain")
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CE)
+    x, y = _data(model)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                           pruning_events=3, verbose=0)
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    with pytest.warns(UserWarning, match="fit stopped after 1 of PruningCallback's 3"):
+        model.fit(x, y, epochs=5, batch_size=16, verbose=0,
+                  callbacks=[callback, StopAfterFirstEpoch()])
+
+
+def test_strip_keeps_the_compile_settings():
+    model = zoo.build("chain")
+    model.compile(optimizer=keras.optimizers.Adam(0.003), loss=CE, metrics=["accuracy"])
+    x, y = _data(model)
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[
+        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", pruning_events=1,
+                                    verbose=0)])
+    small = singe_keras.strip(model)
+    assert small.compiled and small.loss is CE
+    assert isinstance(small.optimizer, keras.optimizers.Adam)
+    assert small.optimizer is not model.optimizer
+    assert float(small.optimizer.learning_rate) == pytest.approx(0.003)
+    logs = small.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+    small.fit(x, y, epochs=1, batch_size=16, verbose=0)  # trains as it is
+
+
+def test_strip_of_an_uncompiled_model_stays_uncompiled():
+    model = zoo.build("chain")
+    assert not singe_keras.strip(model).compiled
 
 
 def _plant_nan(variable):

@@ -30,7 +30,9 @@ def run_example(name, *args):
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        # This checkout's library, not whichever singe_keras is installed.
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
         capture_output=True,
         text=True,
         timeout=600,
@@ -150,3 +152,39 @@ def test_callback_fit_prunes_inside_fit_and_strips(tmp_path):
         ["original_float32.tflite", "pruned_float32.tflite", "pruned.keras"],
         ROWS[:4] + ["TFLite float32 latency (ms)"],
     )
+
+
+@pytest.mark.parametrize("name", ["cifar10_resnet.py", "callback_fit.py"])
+def test_help_answers_before_tensorflow_is_imported(name):
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{name!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(EXAMPLES / name)!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=EXAMPLES, capture_output=True,
+                            text=True, timeout=120)
+    assert "--output-dir" in result.stdout
+    assert result.stdout.strip().endswith("tensorflow imported: False"), result.stderr
+
+
+@pytest.mark.parametrize("name", ["cifar10_resnet", "callback_fit"])
+def test_examples_write_into_a_named_folder_by_default(name, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = __import__(name)
+    assert example.parse_args([]).output_dir == os.path.join("singe_keras_output", name)
+
+
+def test_tensorflow_is_quieted_unless_the_user_chose_a_level(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import cifar10_data
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    cifar10_data.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    cifar10_data.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"

@@ -159,3 +159,64 @@ def test_export_without_litert_uses_tensorflow_lite(tmp_path, monkeypatch):
     assert np.abs(_run(tmp_path / "m.tflite", x) - expected).max() <= 1e-4 * np.abs(expected).max()
     assert result.max_relative_error <= 1e-4 and result.top1_agreement == 1.0
     assert "CONV_2D" in result.ops
+
+
+def test_export_prints_no_converter_output(tmp_path, capfd):
+    model = _models()["pruned"]
+    data = zoo.sample_inputs(model, batch=16)
+    capfd.readouterr()  # TensorFlow's own start-up lines, if any
+    singe_keras.export_tflite(model, tmp_path / "q.tflite", quantization="int8",
+                              representative_dataset=data)
+    out, err = capfd.readouterr()
+    # The converter's C++ chatter (`fully_quantize: 0, inference_type: 6 ...`)
+    # and LiteRT's delegate notice would land here.
+    assert out == "" and err == ""
+
+
+def test_a_failed_conversion_shows_what_the_converter_printed(tmp_path, capfd, monkeypatch):
+    def convert():
+        os.write(2, b"converter diagnostics\n")
+        raise RuntimeError("conversion failed")
+
+    def failing_converter(model):
+        converter = from_keras_model(model)
+        converter.convert = convert
+        return converter
+
+    from_keras_model = tf.lite.TFLiteConverter.from_keras_model
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_keras_model", failing_converter)
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        singe_keras.export_tflite(zoo.build("chain"), tmp_path / "m.tflite")
+    assert "converter diagnostics" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("form", ["arrays", "dataset", "py_dataset"])
+def test_representative_dataset_takes_the_forms_prune_takes(form, tmp_path):
+    model = _models()["pruned"]
+    x = zoo.sample_inputs(model, batch=32)
+    y = np.zeros(len(x), "int64")
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return x[8 * index : 8 * index + 8], y[8 * index : 8 * index + 8]
+
+    data = {
+        "arrays": (x, y),
+        "dataset": tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
+        "py_dataset": Batches(),
+    }[form]
+    result = singe_keras.export_tflite(model, tmp_path / "q.tflite", quantization="int8",
+                                       representative_dataset=data)
+    assert result.inputs[0]["dtype"] == "int8"
+
+
+def test_representative_dataset_of_the_wrong_shape_is_rejected(tmp_path):
+    model = zoo.build("chain")
+    x = zoo.sample_inputs(model, batch=4)
+    with pytest.raises(ValueError, match="`representative_dataset` must hold batches"):
+        singe_keras.export_tflite(model, tmp_path / "m.tflite",
+                                  representative_dataset=(x[..., :1], np.zeros(4)))
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ def test_gates_at_one_reproduce_the_model_exactly(name):
 
 
 def test_gate_scales_the_channel_after_its_batch_normalization():
-    # SINGE.md: the gate multiplies the channel after conv -> BN, once.
+    # docs/method.md: the gate multiplies the channel after conv -> BN, once.
     model = zoo.build("chain")
     graph = singe_keras.trace(model)
     gated = singe_keras.GatedModel(graph)

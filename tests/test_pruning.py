@@ -121,6 +121,53 @@ def test_report_draws_a_png(tmp_path):
     assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_metrics_are_named_training_or_validation_and_the_unpruned_model_is_evaluated(capsys):
+    model = _compiled("chain")
+    x, y = _data(model)
+    validation = _data(model, 16, 1)
+    expected = model.evaluate(*validation, verbose=0, return_dict=True)
+    _, report = singe_keras.prune(model, (x, y), target_flops=0.5, rounds=2,
+                                  finetune_steps=1, validation_data=validation,
+                                  return_report=True)
+    names = {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert all(set(r["metrics"]) == names for r in report.rounds)
+    assert report.original["metrics"] == pytest.approx(
+        {f"val_{k}": v for k, v in expected.items()})
+    line = capsys.readouterr().out.splitlines()[0]
+    assert " - train_accuracy " in line and " - val_accuracy " in line
+    metric, points = report.metric_curve()
+    assert metric == "val_accuracy"
+    assert points[0] == ("unpruned", 1.0, pytest.approx(expected["accuracy"]))
+    assert [p[0] for p in points[1:]] == ["1", "2"]
+    assert [p[2] for p in points[1:]] == [r["metrics"]["val_accuracy"] for r in report.rounds]
+    assert points[1][1] > points[2][1]
+
+
+def _hand_made_report(metrics):
+    rounds = [
+        {"round": 1, "flops": 600, "params": 70, "units_removed": 3,
+         "metrics": {k: v - 0.1 for k, v in metrics.items()}},
+        {"round": "final", "flops": 600, "params": 70, "units_removed": 0,
+         "metrics": metrics},
+    ]
+    return singe_keras.PruningReport({"flops": 1000, "params": 100}, {}, rounds)
+
+
+def test_metric_curve_without_validation_draws_the_training_metric():
+    report = _hand_made_report({"train_loss": 0.5, "train_accuracy": 0.8})
+    metric, points = report.metric_curve()
+    assert metric == "train_accuracy"  # accuracy before loss; no unpruned point
+    assert points == [("1", 0.6, pytest.approx(0.7)), ("final", 0.6, 0.8)]
+
+
+def test_report_repr_summarises_the_run():
+    text = repr(_hand_made_report({"train_loss": 0.5, "val_accuracy": 0.75}))
+    assert text.startswith("PruningReport(1 round + final fine-tuning")
+    assert "flops=1,000 -> 600 (60.0%)" in text and "params=100 -> 70 (70.0%)" in text
+    assert "val_accuracy=0.7500" in text
+    assert "no rounds yet" in repr(singe_keras.PruningReport({"flops": 1, "params": 1}, {}))
+
+
 def test_progress_is_one_line_per_round_and_can_be_silenced(capsys):
     model = zoo.build("chain")
     singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=3, finetune_steps=0)
@@ -196,6 +243,21 @@ def test_unreachable_target_gives_the_smallest_reachable():
     model = zoo.build("chain")
     with pytest.raises(ValueError, match=r"smallest reachable model has [\d,]+ FLOPs"):
         singe_keras.prune(model, target_flops=1e-6, criterion="l1", finetune_steps=0)
+
+
+@pytest.mark.parametrize("target, hint", [("target_flops", "target_flops=0.5"),
+                                          ("target_params", "target_params=0.5")])
+def test_a_percentage_target_is_taken_for_a_count_and_named(target, hint):
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match=f"Did you mean {hint} \\(a fraction\\)"):
+        singe_keras.prune(model, criterion="l1", finetune_steps=0, **{target: 50})
+
+
+def test_an_unreachable_count_above_100_has_no_percentage_hint():
+    model = zoo.build("chain")
+    with pytest.raises(ValueError, match="smallest reachable") as error:
+        singe_keras.prune(model, target_flops=101, criterion="l1", finetune_steps=0)
+    assert "Did you mean" not in str(error.value)
 
 
 @pytest.mark.parametrize(
