@@ -82,6 +82,15 @@ def main():
     output = args.output or os.path.join(
         os.path.dirname(__file__), "results", f"criteria_grid_{args.model}.json")
     results = Results(output)
+    import results_io
+
+    # Every invocation that wrote cells (a file from before this list: its first).
+    runs = results.data.get("runs") or [
+        {k: results.data["environment"][k] for k in ("command", "git_commit")}
+        for _ in range("environment" in results.data)
+    ]
+    run = {k: results_io.environment()[k] for k in ("command", "git_commit")}
+    results.data["runs"] = runs + [run] * (run not in runs)
     print("decoding CIFAR-10 ...", flush=True)
     train = cifar10_data.load_split(args.data, "train")
     x_test, y_test = cifar10_data.load_split(args.data, "test", EVAL_SUBSET)

@@ -44,8 +44,10 @@ def report(results):
         f"Unpruned: {100 * baseline['accuracy']:.2f}% top-1 on the first 2,000 test images. "
         "One round, no fine-tuning, BatchNorm statistics re-estimated on 20 batches; "
         "mean ± std over 3 draws of 64 scoring images (data-free criteria: one value). "
-        f"Command: `{results['environment']['command']}`, commit "
-        f"{results['environment']['git_commit'][:7]}.",
+        "Runs (`cd benchmarks`, then):",
+        "",
+    ] + [f"- `{run['command']}` (commit {run['git_commit'][:7]})" for run in results.get(
+        "runs", [results["environment"]])] + [
         "",
         "## Each criterion at its best normalization",
         "",
