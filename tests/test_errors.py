@@ -123,7 +123,6 @@ CASES = {
     "`IntegratedGradients(steps=0)`": lambda tmp: singe_keras.criteria.IntegratedGradients(steps=0),
     # data (prune's `dataset`; `data` in score and the callback)
     "`dataset='x'`": lambda tmp: _prune(dataset="x"),
-    "`dataset=(x,)`": lambda tmp: _prune(dataset=(_data()[0],)),
     "inputs of the wrong shape": lambda tmp: _prune(dataset=(np.zeros((4, 9, 9, 3)), np.zeros(4))),
     "an empty dataset": lambda tmp: _prune(dataset=(np.zeros((0, 8, 8, 3)), np.zeros(0))),
     "`(x[:16], y[:3])`": lambda tmp: _prune(dataset=(_data()[0], _data()[1][:3])),
