@@ -11,6 +11,7 @@ The counter reads the traced graph, so it can also count a model that a
 
 import dataclasses
 
+import keras
 import numpy as np
 
 from singe_keras import graph as graph_lib
@@ -136,7 +137,9 @@ def count_costs(model, plan=None):
 
 
 def _count_params(layer):
-    return layer.count_params() if layer.built and hasattr(layer, "count_params") else 0
+    if not isinstance(layer, keras.layers.Layer):
+        return 0  # a Keras operation (`x + 3.0`) has no weights
+    return layer.count_params() if layer.built else 0
 
 
 def count_flops(model, plan=None):

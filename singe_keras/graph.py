@@ -124,19 +124,32 @@ class TracedNode:
             `{name: array}` of sliced weights, or `None` if no channel of this
             call is removed (the weights are then unchanged).
         """
-        call = handlers_lib.LayerCall(
-            [s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
-            [s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)],
+        call = self.call._replace(
+            input_shapes=[s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
+            output_shapes=[
+                s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)
+            ],
         )
-        if call == self.call:
+        if call[:2] == self.call[:2]:
             return call, None
-        weights = {w.name: keras.ops.convert_to_numpy(w) for w in self.layer.weights}
+        weights = {
+            w.name: keras.ops.convert_to_numpy(w) for w in getattr(self.layer, "weights", ())
+        }
         return call, self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
 
-    def __call__(self, values, layer=None):
-        """Calls `layer` (default: the traced one) on `values[tensor id]`."""
-        local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
-        args, kwargs = self._keras_node.arguments.fill_in(local)
+    def __call__(self, values, layer=None, arguments=None):
+        """Calls `layer` (default: the traced one) on `values[tensor id]`.
+
+        `arguments`: the `(args, kwargs)` of an operation call, with
+        `OperationInput`s for its input tensors (default: the traced ones).
+        """
+        if arguments is None:
+            local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
+            args, kwargs = self._keras_node.arguments.fill_in(local)
+        else:
+            args, kwargs = handlers_lib.fill_arguments(
+                arguments, [values[t] for t in self.inputs]
+            )
         outputs = (layer or self.layer)(*args, **kwargs)
         return keras.tree.flatten(outputs)
 
@@ -178,6 +191,17 @@ def _function_of(model):
     if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
         return model
     return None
+
+
+def _arguments_of(node):
+    """An operation call's `(args, kwargs)`, input tensors as `OperationInput`s."""
+    index = {}
+    for i, kt in enumerate(node.input_tensors):
+        index.setdefault(id(kt), i)
+    return node.arguments.convert(
+        lambda x: handlers_lib.OperationInput(index[id(x)])
+        if isinstance(x, keras.KerasTensor) else x
+    )
 
 
 def _ordered_nodes(function):
@@ -270,6 +294,7 @@ class CouplingGraph:
             call = handlers_lib.LayerCall(
                 [tuple(kt.shape) for kt in node.input_tensors],
                 [tuple(kt.shape) for kt in node.outputs],
+                None if isinstance(layer, keras.layers.Layer) else _arguments_of(node),
             )
             traced = TracedNode(
                 layer, path, call, None, inputs, None, node,
@@ -314,7 +339,7 @@ class CouplingGraph:
         try:
             outputs = handler.propagate(layer, traced.call, inputs, tracer)
         except handlers_lib.UnsupportedLayerError as error:
-            handler = handlers_lib.BarrierHandler(str(error))
+            handler = handlers_lib.unsupported(layer, handler, error)
             outputs = handler.propagate(layer, traced.call, inputs, tracer)
         if isinstance(handler, handlers_lib.BarrierHandler):
             self.barriers[traced.path] = handler.reason

@@ -94,7 +94,9 @@ def test_flatten_dense_rows_follow_kept_channels():
     )
 
 
-@pytest.mark.parametrize("name", ["residual", "nested", "squeeze_excitation", "concat"])
+@pytest.mark.parametrize(
+    "name", ["residual", "nested", "squeeze_excitation", "concat", "operations"]
+)
 def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
     model, _, _, small = _rebuilt(name)
     path = tmp_path / "small.keras"
@@ -104,7 +106,9 @@ def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
     np.testing.assert_array_equal(loaded(x), small(x))
 
 
-@pytest.mark.parametrize("name", ["residual", "depthwise_separable", "squeeze_excitation"])
+@pytest.mark.parametrize(
+    "name", ["residual", "depthwise_separable", "squeeze_excitation", "operations"]
+)
 def test_rebuilt_model_converts_to_tflite(name):
     model, _, _, small = _rebuilt(name)
     content = tf.lite.TFLiteConverter.from_keras_model(small).convert()

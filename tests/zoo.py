@@ -26,6 +26,26 @@ def randomize(model, seed=0):
     return model
 
 
+def randomize_statistics(model, seed=0):
+    """Random biases and normalization statistics, kernels as initialized.
+
+    For deep models (keras.applications), where random kernels at the zoo's
+    scale overflow: removed channels must still be non-zero constants after
+    a bias or a BatchNormalization, or a missing gate would go unnoticed.
+    """
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        shape, name = tuple(weight.shape), weight.name
+        if name in ("gamma", "moving_variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name in ("beta", "bias", "moving_mean"):
+            value = rng.normal(0.0, 0.2, shape)
+        else:
+            continue
+        weight.assign(value.astype(weight.dtype))
+    return model
+
+
 def conv_bn(x, filters, name, kernel=3, activation="relu"):
     x = L.Conv2D(filters, kernel, padding="same", name=f"{name}_conv")(x)
     x = L.BatchNormalization(name=f"{name}_bn")(x)
@@ -268,6 +288,38 @@ def nested():
     return keras.Model(inputs, head(x), name="nested")
 
 
+def operations():
+    """Keras operations on symbolic tensors (`x + 3.0`, `ops.pad`, ...) as graph nodes."""
+    ops = keras.ops
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "a", activation=None)
+    x = x * ops.relu6(x + 3.0) / 6.0  # hard swish: `x + 3.0` is a gate source
+    x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    x = L.Conv2D(6, 3, name="b")(x)
+    y = x * np.linspace(0.5, 1.5, 6).astype("float32") - 0.25  # per-channel constant
+    s = ops.sigmoid(ops.mean(y, axis=(1, 2), keepdims=True))  # squeeze-excitation
+    y = y * s + x  # coupled with x
+    y = ops.softmax(ops.transpose(y, (0, 2, 1, 3)), axis=1)
+    y = y[:, 1:-1]
+    y = ops.concatenate(ops.split(y, 2, axis=1)[::-1], axis=1)
+    y = ops.concatenate([y, L.Conv2D(4, 1, name="c")(y)], axis=-1)
+    y = L.Dense(5, name="d")(ops.reshape(y, (-1, 48, 10)))
+    return keras.Model(inputs, L.Dense(3, name="logits")(ops.max(y, axis=1)), name="operations")
+
+
+def applications_layers():
+    """ConvNeXt's grouped-conv depthwise and LayerScale, InceptionResNet's scaled sum."""
+    from keras.src.applications import convnext, inception_resnet_v2
+
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "stem")
+    y = L.Conv2D(6, 3, padding="same", groups=6, name="dw")(x)
+    y = convnext.LayerScale(0.5, 6, name="layer_scale")(y)
+    x = inception_resnet_v2.CustomScaleLayer(0.3, name="scaled_sum")([x, y])
+    x = conv_bn(x, 5, "out")
+    return keras.Model(inputs, head(x), name="applications_layers")
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -290,6 +342,8 @@ ZOO = {
         spatial_attention,
         shared_layer,
         nested,
+        operations,
+        applications_layers,
     )
 }
 
