@@ -257,15 +257,13 @@ class CouplingGraph:
             if n.handler.mixes_channels
             and any(self.unit_indices(t).max(initial=-1) >= 0 for t in n.inputs)
         ]
-        if warn and self.barriers:
-            listed = "; ".join(
-                f"{path} ({reason})" for path, reason in self.barriers.items()
-            )
-            warnings.warn(
-                f"No channel is pruned through {len(self.barriers)} layer(s): "
-                f"{listed}.",
-                stacklevel=3,
-            )
+        if warn:
+            for (class_name, reason), paths in self.barrier_causes().items():
+                warnings.warn(
+                    f"No channel is pruned through {describe_layers(class_name, paths)}: "
+                    f"{reason}.",
+                    stacklevel=3,
+                )
 
     # Tracing ---------------------------------------------------------------
 
@@ -484,11 +482,89 @@ class CouplingGraph:
         """The traced nodes that read a tensor."""
         return [n for n in self.nodes if tensor in n.inputs]
 
+    def barrier_causes(self):
+        """The barriers grouped by cause: `{(class name, reason): [paths]}`."""
+        causes = {}
+        for node in self.nodes:
+            if node.path in self.barriers:
+                paths = causes.setdefault((type(node.layer).__name__, node.handler.reason), [])
+                if node.path not in paths:
+                    paths.append(node.path)
+        return causes
+
+    def summary(self):
+        """A short text: the share of the FLOPs that pruning can reach, and why not the rest.
+
+        A layer call's FLOPs are prunable when one of its input or output
+        channels belongs to a coupling group. The others are in barriers
+        (grouped by cause), or read and write only fixed channels (the model's
+        inputs and outputs, `ignored_layers`, the neighbours of barriers).
+        Layers without a handler are not costed, and listed.
+
+        Returns:
+            A multi-line string.
+
+        Example:
+
+        ```python
+        print(singe_keras.trace(model).summary())
+        ```
+        """
+        macs = {}
+        for node in self.nodes:
+            macs[node] = node.handler.macs(node.layer, node.call)
+        total = sum(macs.values())
+
+        def share(nodes):
+            return f"{100 * sum(macs[n] for n in nodes) / max(total, 1):5.1f}%"
+
+        prunable = [
+            n for n in self.nodes
+            if any((self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs)
+        ]
+        lines = [
+            f"Model {self.model.name!r}: {2 * total:,} FLOPs; {len(self.groups)} coupling "
+            f"groups of {self.num_units:,} prunable units.",
+            f"{share(prunable)} of the FLOPs are in layers with prunable channels.",
+        ]
+        uncosted = {}
+        for (class_name, reason), paths in self.barrier_causes().items():
+            nodes = [n for n in self.nodes if n.path in paths]
+            if not nodes[0].handler.costed:
+                uncosted[class_name] = paths
+            lines.append(
+                f"{share(nodes)} in barriers: {describe_layers(class_name, paths)}: {reason}."
+            )
+        fixed = [
+            n for n in self.nodes
+            if macs[n] and n not in prunable and n.path not in self.barriers
+        ]
+        if fixed:
+            fixed.sort(key=lambda n: -macs[n])
+            listed = ", ".join(n.path for n in fixed[:3]) + (", ..." if len(fixed) > 3 else "")
+            lines.append(
+                f"{share(fixed)} in {len(fixed)} layer call(s) that read and write only "
+                f"fixed channels (model inputs/outputs, ignored layers, next to "
+                f"barriers): {listed}."
+            )
+        for class_name, paths in uncosted.items():
+            lines.append(
+                f"Not costed (counted as 0 FLOPs): {describe_layers(class_name, paths)}."
+            )
+        return "\n".join(lines)
+
     def __repr__(self):
         return (
             f"<CouplingGraph model={self.model.name!r} groups={len(self.groups)} "
             f"units={self.num_units} barriers={len(self.barriers)}>"
         )
+
+
+def describe_layers(class_name, paths, shown=3):
+    """`"40 layers of class X (x, x_1, x_2, ...)"`, for warnings that group layers."""
+    listed = ", ".join(paths[:shown]) + (", ..." if len(paths) > shown else "")
+    count = "1 layer" if len(paths) == 1 else f"{len(paths)} layers"
+    return f"{count} of class {class_name} ({listed})"
 
 
 def trace(model, ignored_layers=None):

@@ -107,3 +107,30 @@ def test_plan_costs_equal_the_rebuilt_model_costs(name):
     assert [(c.path, c.macs, c.params) for c in predicted.layers] == [
         (c.path, c.macs, c.params) for c in actual.layers
     ]
+
+
+class _Unknown(L.Layer):
+    def call(self, x):
+        return x * 2.0
+
+
+def test_a_layer_without_handler_is_named_as_not_costed():
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, name="conv")(inputs)
+    x = _Unknown(name="unknown")(x)
+    model = keras.Model(inputs, zoo.head(x))
+    with pytest.warns(UserWarning, match=r"1 layer of class _Unknown \(unknown\) count 0 FLOPs"):
+        cost = singe_keras.count_costs(model)
+    assert cost.uncosted == ("unknown",)
+    assert "Not costed (?: no handler, counted as 0): unknown" in str(cost)
+    assert cost.to_dict()["uncosted"] == ["unknown"]
+
+
+def test_a_grouped_convolution_barrier_still_counts_its_macs():
+    inputs = keras.Input((6, 6, 4))
+    x = L.Conv2D(8, 3, groups=2, name="grouped")(inputs)  # 4*4 * 3*3 * 2 * 8
+    model = keras.Model(inputs, zoo.head(x))
+    with pytest.warns(UserWarning, match="grouped convolution"):
+        cost = singe_keras.count_costs(singe_keras.trace(model))
+    assert {c.path: c.macs for c in cost.layers}["grouped"] == 4 * 4 * 9 * 2 * 8
+    assert cost.uncosted == ()

@@ -167,3 +167,36 @@ def test_a_weightless_layer_reused_on_other_widths_couples_nothing():
 
 def test_ignored_layers_may_be_a_single_name():
     assert "a_conv" not in _groups(zoo.build("chain"), ignored_layers="a_conv")
+
+
+def _many_customs(count):
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="before")(inputs)
+    for i in range(count):
+        x = _Custom(name=f"custom_{i}")(x)
+    x = L.Conv2D(5, 3, padding="same", name="after")(x)
+    return keras.Model(inputs, zoo.head(x))
+
+
+def test_barrier_warnings_come_one_per_cause_with_the_layers_grouped():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        singe_keras.trace(_many_customs(5))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1
+    assert "5 layers of class _Custom (custom_0, custom_1, custom_2, ...)" in messages[0]
+
+
+def test_summary_shows_the_prunable_share_and_what_blocks_the_rest():
+    model = _many_customs(2)
+    with pytest.warns(UserWarning):
+        graph = singe_keras.trace(model)
+    macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}
+    # "before" writes into the barrier: fixed; "after" makes units that "logits" reads.
+    share = (macs["after"] + macs["logits"]) / sum(macs.values())
+    summary = graph.summary()
+    assert f"{100 * share:5.1f}% of the FLOPs are in layers with prunable channels" in summary
+    assert "in barriers: 2 layers of class _Custom (custom_0, custom_1)" in summary
+    blocked = 100 * macs["before"] / sum(macs.values())
+    assert f"{blocked:5.1f}% in 1 layer call(s) that read and write only fixed" in summary
+    assert "Not costed (counted as 0 FLOPs): 2 layers of class _Custom" in summary
