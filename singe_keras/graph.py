@@ -1,7 +1,8 @@
 """Coupling groups: which channels of a Keras model must be removed together.
 
 `trace(model)` walks a functional or Sequential model (nested models
-included) and labels every channel of every tensor. A producer (a conv or a
+included, and custom layers made of Keras layers and operations, whose `call`
+is traced on symbolic inputs) and labels every channel of every tensor. A producer (a conv or a
 Dense) creates new labels; the layer handlers of `singe_keras.handlers` pass
 them on, concatenate them, tile them (Flatten) or couple them (Add). Coupled
 labels form one *unit*; units whose channels are coupled with each other form
@@ -171,9 +172,10 @@ class Scope:
     output_structure: object
     items: list
     call_node: TracedNode = None
+    call_arguments: tuple = None  # a traced custom layer: its one positional input
 
     def __call__(self, values, layer):
-        return self.call_node(values, layer=layer)
+        return self.call_node(values, layer=layer, arguments=self.call_arguments)
 
     def nodes(self):
         """The leaf `TracedNode`s of this scope and its nested scopes, in order."""
@@ -191,6 +193,60 @@ def _function_of(model):
     if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
         return model
     return None
+
+
+def _names(layers):
+    """Layer names from a name, a layer, or a list of them."""
+    if isinstance(layers, (str, keras.layers.Layer)):
+        layers = [layers]
+    return [getattr(x, "name", x) for x in layers or ()]
+
+
+def _is_composite_candidate(layer):
+    """A custom layer (not Keras's own) that no handler describes."""
+    return (
+        isinstance(layer, keras.layers.Layer)
+        and not type(layer).__module__.startswith("keras.")
+        and not handlers_lib.has_handler(layer)
+    )
+
+
+def _trace_call(layer, node):
+    """`(functional model of layer.call, None)`, or `(None, reason)`.
+
+    A layer is traced through when its call is made of Keras layers and
+    operations on one positional input (a tensor or a list of tensors). Its
+    own weights (used outside sublayers) would become constants: such a
+    layer stays a barrier, as does one whose call needs concrete values.
+    """
+    inner = {
+        id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.weights
+    }
+    if any(id(w) not in inner for w in layer.weights):
+        return None, "it has weights of its own (outside its sublayers)"
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    if len(args) != 1 or any(
+        isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)
+    ):
+        return None, "it is called with more than one tensor argument"
+    inputs = keras.tree.map_structure(
+        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype)
+        if isinstance(x, keras.KerasTensor) else x,
+        args[0],
+    )
+    try:
+        outputs = layer.call(inputs, **kwargs)
+        function = keras.Model(inputs, outputs, name=layer.name)
+    except Exception as error:  # the reason is reported; the layer is a barrier
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return None, (
+            "its call cannot be traced on symbolic inputs "
+            f"({type(error).__name__}: {first_line[:200]})"
+        )
+    traced = [tuple(kt.shape) for kt in function.outputs]
+    if traced != [tuple(kt.shape) for kt in node.outputs]:
+        return None, "its call traced on symbolic inputs gives other output shapes"
+    return function, None
 
 
 def _arguments_of(node):
@@ -244,6 +300,8 @@ class CouplingGraph:
         self._first_call_inputs = {}
         self._depth = collections.defaultdict(int)  # tensor id -> depth
         self._next_tensor = 0
+        self._composites = {}  # id(custom layer) -> (Functional or None, reason)
+        self._ignored = set(_names(ignored_layers))
         self.scope = self._trace_function(model, function, "", None, None)
         self.nodes = list(self.scope.nodes())
         for t in self.scope.outputs:
@@ -298,12 +356,20 @@ class CouplingGraph:
                 layer, path, call, None, inputs, None, node,
                 [id(kt) for kt in node.input_tensors],
             )
-            nested = _function_of(layer)
+            nested, inner, reason = _function_of(layer), layer, None
+            if nested is None and _is_composite_candidate(layer):
+                if {layer.name, path} & self._ignored:
+                    reason = "named in `ignored_layers`, so not traced through"
+                else:
+                    nested, reason = self._composite_function(layer, node)
+                    inner = nested
             if nested is not None:
-                item = self._trace_function(layer, nested, path + "/", inputs, traced)
+                item = self._trace_function(inner, nested, path + "/", inputs, traced)
+                if inner is not layer:  # a custom layer's call, traced through
+                    item.call_arguments = ((_arguments_of(node)[0][0],), {})
                 outputs = item.outputs
             else:
-                outputs = self._trace_layer(traced)
+                outputs = self._trace_layer(traced, reason)
                 item = traced
             for kt, t in zip(node.outputs, outputs):
                 keys[id(kt)] = t
@@ -328,12 +394,26 @@ class CouplingGraph:
             call_node=call_node,
         )
 
-    def _trace_layer(self, traced):
+    def _composite_function(self, layer, node):
+        """The functional model of a custom layer's `call`, or why there is none.
+
+        Calling `layer.call` on symbolic inputs records its inner layers and
+        operations as graph nodes, so that they are traced (and pruned) like
+        those of a nested model. A layer called several times is traced once.
+        """
+        if id(layer) not in self._composites:
+            self._composites[id(layer)] = _trace_call(layer, node)
+        return self._composites[id(layer)]
+
+    def _trace_layer(self, traced, reason=None):
         tracer, layer = self._tracer, traced.layer
         tracer.path = traced.path
         tracer.depth = 1 + max((self._depth[t] for t in traced.inputs), default=0)
         inputs = [self._labels[t] for t in traced.inputs]
-        handler = handlers_lib.get_handler(layer, traced.call)
+        if reason is None:
+            handler = handlers_lib.get_handler(layer, traced.call)
+        else:
+            handler = handlers_lib.BarrierHandler(reason)
         try:
             outputs = handler.propagate(layer, traced.call, inputs, tracer)
         except handlers_lib.UnsupportedLayerError as error:
@@ -357,9 +437,7 @@ class CouplingGraph:
         return traced.outputs
 
     def _fix_ignored(self, ignored_layers):
-        if isinstance(ignored_layers, (str, keras.layers.Layer)):
-            ignored_layers = [ignored_layers]
-        names = [getattr(x, "name", x) for x in ignored_layers or ()]
+        names = _names(ignored_layers)
         by_name = {}
         for node in self.nodes:
             by_name.setdefault(node.layer.name, []).append(node)
@@ -369,7 +447,7 @@ class CouplingGraph:
             raise ValueError(
                 f"`ignored_layers` names layers that are not in the model: {unknown}. "
                 "Pass layer names or layer objects of the model. "
-                f"Received: ignored_layers={list(ignored_layers)}"
+                f"Received: ignored_layers={ignored_layers}"
             )
         for name in names:
             for node in by_name[name]:
@@ -573,14 +651,21 @@ def trace(model, ignored_layers=None):
     Channels that must disappear together (the producers of a residual `Add`,
     a BatchNormalization after a conv, the two sides of a squeeze-excitation
     `Multiply`, ...) form one unit of a coupling group. Model outputs and the
-    outputs of `ignored_layers` are never pruned. Layers without a handler are
-    barriers: a warning names them and says why.
+    outputs of `ignored_layers` are never pruned. Keras operations on
+    symbolic tensors (`x + 3.0`, `keras.ops.pad`) are nodes with handlers too.
+    A custom layer without a handler is traced through when its `call` is
+    made of Keras layers and operations (its sublayers become nodes, named
+    `"block/conv"`; the rebuilt model holds it as a nested functional model).
+    Other layers without a handler are barriers: one warning per cause names
+    them and says why. `graph.summary()` shows how much of the FLOPs can be
+    pruned.
 
     Args:
         model: a functional or Sequential `keras.Model`; nested models (a
             `keras.applications` backbone used as a layer) are traced through.
         ignored_layers: names (or layer objects) whose output channels are
-            never pruned. Defaults to `None`.
+            never pruned; a custom layer named here is kept whole (not
+            traced through). Defaults to `None`.
 
     Returns:
         A `CouplingGraph`.

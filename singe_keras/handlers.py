@@ -974,6 +974,11 @@ def register_handler(layer_class, handler):
     _REGISTRY[layer_class] = handler
 
 
+def has_handler(layer):
+    """Whether a handler is registered for the exact class of `layer`."""
+    return type(layer) in _REGISTRY
+
+
 def get_handler(layer, call):
     """Returns the handler of `layer`, or a `BarrierHandler` saying why not.
 

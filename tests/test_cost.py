@@ -110,8 +110,13 @@ def test_plan_costs_equal_the_rebuilt_model_costs(name):
 
 
 class _Unknown(L.Layer):
+    """Uses a weight of its own: not traced through, so not costed."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
     def call(self, x):
-        return x * 2.0
+        return x * self.scale
 
 
 def test_a_layer_without_handler_is_named_as_not_costed():

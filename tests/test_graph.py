@@ -80,8 +80,13 @@ def test_unknown_ignored_layer_is_rejected():
 
 
 class _Custom(L.Layer):
+    """Uses a weight of its own: not traced through, a barrier."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
     def call(self, x):
-        return x * 2.0
+        return x * self.scale
 
 
 class _SubclassedConv(L.Conv2D):
@@ -99,8 +104,9 @@ def _sandwich(middle):
 @pytest.mark.parametrize(
     "middle, reason",
     [
-        (_Custom(name="middle"), "no handler registered for _Custom"),
-        (_SubclassedConv(4, 1, name="middle"), "no handler registered for _SubclassedConv"),
+        (_Custom(name="middle"), "it has weights of its own"),
+        (_SubclassedConv(4, 1, name="middle"), "it has weights of its own"),
+        (L.Lambda(lambda x: x * 2.0, name="middle"), "no handler registered for Lambda"),
         (L.Softmax(name="middle"), "softmax over the channel axis"),
         (L.Activation("softmax", name="middle"), "softmax over the channel axis"),
         (L.Conv2D(4, 1, groups=2, name="middle"), "grouped convolution"),
@@ -200,3 +206,33 @@ def test_summary_shows_the_prunable_share_and_what_blocks_the_rest():
     blocked = 100 * macs["before"] / sum(macs.values())
     assert f"{blocked:5.1f}% in 1 layer call(s) that read and write only fixed" in summary
     assert "Not costed (counted as 0 FLOPs): 2 layers of class _Custom" in summary
+
+
+def test_a_custom_block_is_traced_through_with_its_name_as_prefix():
+    groups = _groups(zoo.build("custom_blocks"))
+    assert set(groups["stem_conv"].producers) == {"stem_conv", "block/conv", "se/expand"}
+    assert groups["se/reduce"].layers == ("se/reduce", "se/expand")
+
+
+class _Untraceable(L.Layer):
+    """TensorFlow's own functions do not take symbolic Keras tensors."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.cumsum(x, axis=1)
+
+
+def test_a_custom_layer_that_cannot_be_traced_is_a_barrier_with_the_reason():
+    with pytest.warns(UserWarning, match="middle.*cannot be traced on symbolic inputs"):
+        graph = singe_keras.trace(_sandwich(_Untraceable(name="middle")))
+    assert "\n" not in graph.barriers["middle"]
+    assert "before" not in {g.name for g in graph.groups}
+
+
+def test_a_custom_layer_in_ignored_layers_is_kept_whole():
+    model = zoo.build("custom_blocks")
+    with pytest.warns(UserWarning, match="block.*not traced through"):
+        graph = singe_keras.trace(model, ignored_layers=["block"])
+    assert not any(path.startswith("block/") for g in graph.groups for path in g.layers)
+    assert "se/reduce" in {g.name for g in graph.groups}

@@ -320,6 +320,44 @@ def applications_layers():
     return keras.Model(inputs, head(x), name="applications_layers")
 
 
+class ResidualBlock(L.Layer):
+    """A user's block made of Keras layers and an operation: traced through."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(filters, 3, padding="same", name="conv")
+        self.bn = L.BatchNormalization(name="bn")
+        self.relu = L.ReLU(name="relu")
+
+    def call(self, x):
+        return self.relu(x + self.bn(self.conv(x)))
+
+
+class SqueezeExcite(L.Layer):
+    """Sublayers made in `build`, reading the input's width."""
+
+    def __init__(self, reduced, **kwargs):
+        super().__init__(**kwargs)
+        self.reduced = reduced
+
+    def build(self, input_shape):
+        self.reduce = L.Dense(self.reduced, activation="relu", name="reduce")
+        self.expand = L.Dense(input_shape[-1], activation="sigmoid", name="expand")
+
+    def call(self, x):
+        s = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+        return x * self.expand(self.reduce(s))
+
+
+def custom_blocks():
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "stem")
+    x = ResidualBlock(6, name="block")(x)
+    x = SqueezeExcite(3, name="se")(x)
+    x = conv_bn(x, 5, "out")
+    return keras.Model(inputs, head(x), name="custom_blocks")
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -344,6 +382,7 @@ ZOO = {
         nested,
         operations,
         applications_layers,
+        custom_blocks,
     )
 }
 
