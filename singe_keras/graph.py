@@ -570,6 +570,27 @@ class CouplingGraph:
                     paths.append(node.path)
         return causes
 
+    def _macs(self):
+        return {node: node.handler.macs(node.layer, node.call) for node in self.nodes}
+
+    def _prunable_nodes(self):
+        return [
+            n for n in self.nodes
+            if any((self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs)
+        ]
+
+    def prunable_flops_share(self):
+        """The fraction of the model's FLOPs in layer calls with a prunable channel.
+
+        Those are the FLOPs that pruning can reduce (as in `summary()`);
+        layers that are not costed count 0.
+
+        Returns:
+            A float in [0, 1].
+        """
+        macs = self._macs()
+        return sum(macs[n] for n in self._prunable_nodes()) / max(sum(macs.values()), 1)
+
     def summary(self):
         """A short text: the share of the FLOPs that pruning can reach, and why not the rest.
 
@@ -588,18 +609,13 @@ class CouplingGraph:
         print(singe_keras.trace(model).summary())
         ```
         """
-        macs = {}
-        for node in self.nodes:
-            macs[node] = node.handler.macs(node.layer, node.call)
+        macs = self._macs()
         total = sum(macs.values())
 
         def share(nodes):
             return f"{100 * sum(macs[n] for n in nodes) / max(total, 1):5.1f}%"
 
-        prunable = [
-            n for n in self.nodes
-            if any((self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs)
-        ]
+        prunable = self._prunable_nodes()
         lines = [
             f"Model {self.model.name!r}: {2 * total:,} FLOPs; {len(self.groups)} coupling "
             f"groups of {self.num_units:,} prunable units.",

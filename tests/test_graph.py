@@ -200,6 +200,7 @@ def test_summary_shows_the_prunable_share_and_what_blocks_the_rest():
     macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}
     # "before" writes into the barrier: fixed; "after" makes units that "logits" reads.
     share = (macs["after"] + macs["logits"]) / sum(macs.values())
+    assert graph.prunable_flops_share() == pytest.approx(share)
     summary = graph.summary()
     assert f"{100 * share:5.1f}% of the FLOPs are in layers with prunable channels" in summary
     assert "in barriers: 2 layers of class _Custom (custom_0, custom_1)" in summary

@@ -135,20 +135,39 @@ def test_plan_of_another_model_is_rejected():
         singe_keras.rebuild(graph, plan)
 
 
+_APPLICATIONS = {
+    "ResNet50": 64, "MobileNetV3Small": 64, "MobileNetV3Large": 64, "ConvNeXtTiny": 64,
+    "EfficientNetB0": 64, "EfficientNetV2B0": 64, "InceptionResNetV2": 75,
+    "DenseNet121": 64, "NASNetMobile": 64, "MobileNetV2": 64, "ResNet50V2": 64,
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "application", [keras.applications.ResNet50, keras.applications.MobileNetV2]
-)
-def test_keras_applications_rebuild_exactly(application):
-    model = zoo.randomize(application(weights=None, input_shape=(64, 64, 3), classes=10))
+@pytest.mark.parametrize("name", list(_APPLICATIONS))
+def test_keras_applications_prune_and_rebuild_exactly(name, tmp_path):
+    size = _APPLICATIONS[name]
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, name)(
+        weights=None, input_shape=(size, size, 3), classes=10
+    )
+    model = zoo.randomize_statistics(model)
+    pruned = singe_keras.prune(
+        model, None, target_flops=0.7, criterion="random", rounds=1, finetune_steps=0,
+        verbose=0,
+    )
+    assert singe_keras.count_flops(pruned) <= 0.7 * singe_keras.count_flops(model)
+    path = tmp_path / "pruned.keras"
+    pruned.save(path)
+    x = zoo.sample_inputs(model, batch=2)
+    np.testing.assert_array_equal(keras.models.load_model(path)(x), pruned(x))
     graph = singe_keras.trace(model)
     plan = zoo.random_plan(graph)
-    small = singe_keras.rebuild(graph, plan)
     gated = singe_keras.GatedModel(graph)
     gated.set_plan(plan)
-    x = zoo.sample_inputs(model, batch=2)
-    _assert_close_to_scale(small(x), gated(x))
-    assert singe_keras.count_flops(small) < singe_keras.count_flops(model)
+    expected = gated(x)
+    if not graph.inexact_layers:  # ConvNeXt prunes through LayerNormalization
+        _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), expected)
+    assert np.abs(np.asarray(expected) - np.asarray(model(x))).max() > 0
 
 
 @pytest.mark.slow

@@ -407,3 +407,68 @@ def random_plan(graph, seed=0):
         count = max(1, group.size // 2)
         plan = plan.with_kept(group.name, rng.choice(group.size, count, replace=False))
     return plan
+
+
+# keras-hub backbones from constructor arguments (no presets, no network),
+# each under a small classifier head. Import keras_hub only when used.
+
+def _keras_hub_resnet(block_type, pre_activation):
+    import keras_hub
+
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32], stackwise_num_blocks=[2, 2],
+        stackwise_num_strides=[1, 2], block_type=block_type,
+        use_pre_activation=pre_activation, image_shape=(32, 32, 3),
+    )
+
+
+def _keras_hub_vgg():
+    import keras_hub
+
+    return keras_hub.models.VGGBackbone(
+        stackwise_num_repeats=[1, 2], stackwise_num_filters=[8, 16], image_shape=(32, 32, 3)
+    )
+
+
+def _keras_hub_densenet():
+    import keras_hub
+
+    return keras_hub.models.DenseNetBackbone(
+        stackwise_num_repeats=[2, 2], growth_rate=8, image_shape=(32, 32, 3)
+    )
+
+
+def _keras_hub_mobilenet():
+    """MobileNetV3 blocks: every block is a keras-hub custom layer."""
+    import keras_hub
+
+    return keras_hub.models.MobileNetBackbone(
+        stackwise_expansion=[[40, 56], [64, 144]], stackwise_num_blocks=[2, 2],
+        stackwise_num_filters=[[16, 16], [24, 24]], stackwise_kernel_size=[[3, 3], [5, 5]],
+        stackwise_num_strides=[[2, 1], [2, 1]], stackwise_se_ratio=[[None, None], [0.25, 0.25]],
+        stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
+        stackwise_padding=[[1, 1], [2, 2]], output_num_filters=48, depthwise_filters=8,
+        depthwise_stride=2, depthwise_residual=False, last_layer_filter=64,
+        squeeze_and_excite=0.5, image_shape=(32, 32, 3),
+    )
+
+
+KERAS_HUB = {
+    "resnet_v1_basic": lambda: _keras_hub_resnet("basic_block", False),
+    "resnet_v1_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", False),
+    "resnet_v2_basic": lambda: _keras_hub_resnet("basic_block", True),
+    "resnet_v2_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", True),
+    "vgg": _keras_hub_vgg,
+    "densenet": _keras_hub_densenet,
+    "mobilenet_v3": _keras_hub_mobilenet,
+}
+
+
+def keras_hub_classifier(name, seed=0):
+    """A keras-hub backbone with a small classifier head, random statistics."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = L.GlobalAveragePooling2D(name="pool")(KERAS_HUB[name]()(inputs))
+    model = keras.Model(inputs, L.Dense(4, name="head")(x), name=f"keras_hub_{name}")
+    return randomize_statistics(model, seed)
