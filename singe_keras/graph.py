@@ -2,11 +2,12 @@
 
 `trace(model)` walks a functional or Sequential model (nested models
 included, and custom layers made of Keras layers and operations, whose `call`
-is traced on symbolic inputs) and labels every channel of every tensor. A producer (a conv or a
-Dense) creates new labels; the layer handlers of `singe_keras.handlers` pass
-them on, concatenate them, tile them (Flatten) or couple them (Add). Coupled
-labels form one *unit*; units whose channels are coupled with each other form
-a *coupling group* (SINGE.md, "Units, coupling groups, gates").
+is traced on symbolic inputs) and labels every channel of every tensor. A
+producer (a conv or a Dense) creates new labels; the layer handlers of
+`singe_keras.handlers` pass them on, concatenate them, tile them (Flatten) or
+couple them (Add). Coupled labels form one *unit*; units whose channels are
+coupled with each other form a *coupling group* (SINGE.md, "Units, coupling
+groups, gates").
 
 This is the only module that reads Keras's private graph structures
 (`Functional._nodes_by_depth`, `Node.arguments`): everything else sees a

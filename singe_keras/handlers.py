@@ -15,9 +15,12 @@ questions about one layer:
    some input and output channels are removed.
 4. `macs`: multiply-accumulates of one call (FLOPs = 2 x MACs).
 
+Keras operations on symbolic tensors (`x + 3.0`, `keras.ops.pad(x, ...)`)
+are graph nodes too, with handlers keyed by their `keras.Operation` class.
+
 A layer class with no handler is a *barrier*: no channel entering or leaving
-it is ever pruned. Register a handler for your own layer with
-`register_handler`.
+it is ever pruned (unless it is a custom layer that the graph traces
+through). Register a handler for your own layer with `register_handler`.
 """
 
 import math
@@ -851,6 +854,33 @@ class ContractionHandler(BarrierHandler):
         return outputs * call.input_shapes[0][-1]  # matmul: (..., n, k) @ (..., k, m)
 
 
+class MultiHeadAttentionHandler(BarrierHandler):
+    """`keras.layers.MultiHeadAttention`: a barrier whose MACs are counted.
+
+    Heads are not pruned (yet); the cost is the four projections and the two
+    products of attention, `QK^T` and `AV`, so that FLOPs targets are honest
+    for transformers.
+    """
+
+    def __init__(self):
+        super().__init__("attention heads are not pruned")
+        self.costed = True
+
+    def macs(self, layer, call):
+        query, value = call.input_shapes[0], call.input_shapes[1]
+        key = call.input_shapes[2] if len(call.input_shapes) > 2 else value
+        heads, key_dim = layer.num_heads, layer.key_dim
+        value_dim = layer.value_dim or key_dim
+        target, source = _spatial_size(query), _spatial_size(value)
+        projections = (
+            target * query[-1] * heads * key_dim
+            + source * key[-1] * heads * key_dim
+            + source * value[-1] * heads * value_dim
+            + target * heads * value_dim * call.output_shapes[0][-1]
+        )
+        return projections + heads * target * source * (key_dim + value_dim)
+
+
 def _einsum_summed_size(subscripts, input_shapes):
     """The product of the sizes of the indices an einsum sums over."""
     spec = subscripts.replace(" ", "")
@@ -905,12 +935,14 @@ def _register_operations():
     register(knp, ("Flip", "Roll", "Cumsum", "Cumprod", "Repeat"),
              ChannelAxisOperationHandler(_axis_requirement("axis", "runs along")))
     register(knp, ("Split",), ChannelAxisOperationHandler(_axis_requirement("axis", "splits")))
-    register(core, ("Unstack",), ChannelAxisOperationHandler(_axis_requirement("axis", "unstacks")))
+    register(core, ("Unstack",),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "unstacks")))
     register(knp, ("Stack",),
              ChannelAxisOperationHandler(_axis_requirement("axis", "stacks along", True)))
     register(knp, ("ExpandDims",),
              ChannelAxisOperationHandler(_axis_requirement("axis", "adds an axis after", True)))
-    register(nn, ("MaxPool", "AveragePool"), ChannelAxisOperationHandler(_channels_last_requirement))
+    register(nn, ("MaxPool", "AveragePool"),
+             ChannelAxisOperationHandler(_channels_last_requirement))
     register(image, ("Resize",), ChannelAxisOperationHandler(_channels_last_requirement))
     register(knp, ("Copy",), ChannelAxisOperationHandler(_no_requirement))
     register(knp, ("Concatenate",), ConcatenateHandler())
@@ -1063,6 +1095,7 @@ def _register_builtins():
     for cls in (L.SeparableConv1D, L.SeparableConv2D):
         register_handler(cls, separable)
     register_handler(L.Dense, DenseHandler())
+    register_handler(L.MultiHeadAttention, MultiHeadAttentionHandler())
 
 
 _register_builtins()
