@@ -454,6 +454,18 @@ def _keras_hub_mobilenet():
     )
 
 
+def _keras_hub_efficientnet():
+    import keras_hub
+
+    return keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3, 3], stackwise_num_repeats=[1, 2, 1],
+        stackwise_input_filters=[8, 8, 16], stackwise_output_filters=[8, 16, 24],
+        stackwise_expansion_ratios=[1, 4, 4], stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
+        stackwise_strides=[1, 2, 2], stackwise_block_types=["fused", "fused", "unfused"],
+        width_coefficient=1.0, depth_coefficient=1.0, input_shape=(32, 32, 3),
+    )
+
+
 KERAS_HUB = {
     "resnet_v1_basic": lambda: _keras_hub_resnet("basic_block", False),
     "resnet_v1_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", False),
@@ -462,6 +474,7 @@ KERAS_HUB = {
     "vgg": _keras_hub_vgg,
     "densenet": _keras_hub_densenet,
     "mobilenet_v3": _keras_hub_mobilenet,
+    "efficientnet": _keras_hub_efficientnet,
 }
 
 
