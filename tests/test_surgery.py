@@ -185,3 +185,20 @@ def test_backbone_used_as_a_layer_rebuilds_exactly():
     gated.set_plan(plan)
     x = zoo.sample_inputs(model, batch=2)
     _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x))
+
+
+def test_a_custom_block_called_twice_is_rebuilt_once_and_exactly():
+    inputs = keras.Input((8, 8, 3))
+    x = zoo.conv_bn(inputs, 6, "stem")
+    block = zoo.ResidualBlock(6, name="block")
+    y = keras.layers.Concatenate()([block(x), block(keras.layers.Conv2D(6, 1, name="side")(x))])
+    model = zoo.randomize(keras.Model(inputs, zoo.head(y)))
+    graph = singe_keras.trace(model)
+    assert set(graph.group("stem_conv").producers) == {"stem_conv", "block/conv", "side"}
+    plan = zoo.random_plan(graph)
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    small = singe_keras.rebuild(graph, plan)
+    x = zoo.sample_inputs(model)
+    _assert_close_to_scale(small(x), gated(x))
+    assert [layer.name for layer in small.layers].count("block") == 1
