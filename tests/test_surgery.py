@@ -111,14 +111,18 @@ def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
 )
 def test_rebuilt_model_converts_to_tflite(name):
     model, _, _, small = _rebuilt(name)
-    content = tf.lite.TFLiteConverter.from_keras_model(small).convert()
+    x = zoo.sample_inputs(model, batch=1)
+    _assert_close_to_scale(_tflite_output(small, x), small(x), tolerance=1e-4)
+
+
+def _tflite_output(model, x):
+    """The output of the model converted to TFLite, run by LiteRT."""
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     interpreter = litert.Interpreter(model_content=content)
     interpreter.allocate_tensors()
-    x = zoo.sample_inputs(model, batch=1)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     interpreter.invoke()
-    y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    _assert_close_to_scale(y, small(x), tolerance=1e-4)
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
 
 def test_inexact_layers_are_reported():
@@ -202,3 +206,17 @@ def test_a_custom_block_called_twice_is_rebuilt_once_and_exactly():
     x = zoo.sample_inputs(model)
     _assert_close_to_scale(small(x), gated(x))
     assert [layer.name for layer in small.layers].count("block") == 1
+
+
+@pytest.mark.slow
+def test_pruned_mobilenet_v3_converts_to_tflite():
+    keras.utils.set_random_seed(0)
+    model = zoo.randomize_statistics(
+        keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3), classes=10)
+    )
+    pruned = singe_keras.prune(
+        model, None, target_flops=0.7, criterion="random", rounds=1, finetune_steps=0,
+        verbose=0,
+    )
+    x = zoo.sample_inputs(model, batch=1)
+    _assert_close_to_scale(_tflite_output(pruned, x), pruned(x), tolerance=1e-4)
