@@ -10,7 +10,9 @@ The counter reads the traced graph, so it can also count a model that a
 """
 
 import dataclasses
+import warnings
 
+import keras
 import numpy as np
 
 from singe_keras import graph as graph_lib
@@ -25,6 +27,7 @@ class LayerCost:
     output_shape: tuple
     macs: int
     params: int
+    costed: bool = True  # False: no handler knows its MACs; counted as 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,18 +52,27 @@ class ModelCost:
     def params(self):
         return sum(layer.params for layer in self.layers)
 
+    @property
+    def uncosted(self):
+        """Paths of the layer calls whose MACs are unknown (counted as 0)."""
+        return tuple(dict.fromkeys(c.path for c in self.layers if not c.costed))
+
     def to_dict(self):
         return {
             "macs": self.macs,
             "flops": self.flops,
             "params": self.params,
+            "uncosted": list(self.uncosted),
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
         }
 
     def __str__(self):
         rows = [("Layer", "Class", "Output shape", "MACs", "Params")]
         rows += [
-            (c.path, c.class_name, str(c.output_shape), f"{c.macs:,}", f"{c.params:,}")
+            (
+                c.path, c.class_name, str(c.output_shape),
+                f"{c.macs:,}" if c.costed else "?", f"{c.params:,}",
+            )
             for c in self.layers
         ]
         rows.append(("Total", "", "", f"{self.macs:,}", f"{self.params:,}"))
@@ -75,11 +87,19 @@ class ModelCost:
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
         lines.append(f"FLOPs (2 x MACs): {self.flops:,}")
+        if self.uncosted:
+            lines.append(
+                f"Not costed (?: no handler, counted as 0): {', '.join(self.uncosted)}"
+            )
         return "\n".join(lines)
 
 
 def count_costs(model, plan=None):
     """Counts the MACs and parameters of every layer call of a model.
+
+    A layer no handler knows (a custom layer, an unknown Keras operation)
+    counts 0 MACs: it is marked in the table and in `cost.uncosted`, and a
+    warning names it when `model` is a model.
 
     Args:
         model: a functional or Sequential `keras.Model` with a fixed input
@@ -104,9 +124,8 @@ def count_costs(model, plan=None):
     cost.flops           # 2 x cost.macs
     ```
     """
-    graph = model if isinstance(model, graph_lib.CouplingGraph) else (
-        graph_lib.CouplingGraph(model, warn=False)
-    )
+    given_graph = isinstance(model, graph_lib.CouplingGraph)
+    graph = model if given_graph else graph_lib.CouplingGraph(model, warn=False)
     kept = (
         np.ones(graph.num_units, bool) if plan is None else plan.mask(graph).astype(bool)
     )
@@ -130,13 +149,35 @@ def count_costs(model, plan=None):
                 output_shape=tuple(call.output_shapes[0]),
                 macs=int(node.handler.macs(node.layer, call)),
                 params=params,
+                costed=node.handler.costed,
             )
         )
+    if not given_graph:  # a traced graph has warned about its barriers
+        _warn_uncosted(layers)
     return ModelCost(tuple(layers))
 
 
+def _warn_uncosted(layers):
+    """One warning per class of layers whose cost is unknown."""
+    by_class = {}
+    for c in layers:
+        if not c.costed:
+            paths = by_class.setdefault(c.class_name, [])
+            if c.path not in paths:
+                paths.append(c.path)
+    for class_name, paths in by_class.items():
+        warnings.warn(
+            f"{graph_lib.describe_layers(class_name, paths)} count 0 FLOPs: no "
+            "handler knows their cost. Register one with "
+            "`singe_keras.register_handler`.",
+            stacklevel=3,
+        )
+
+
 def _count_params(layer):
-    return layer.count_params() if layer.built and hasattr(layer, "count_params") else 0
+    if not isinstance(layer, keras.layers.Layer):
+        return 0  # a Keras operation (`x + 3.0`) has no weights
+    return layer.count_params() if layer.built else 0
 
 
 def count_flops(model, plan=None):

@@ -1,11 +1,13 @@
 """Coupling groups: which channels of a Keras model must be removed together.
 
 `trace(model)` walks a functional or Sequential model (nested models
-included) and labels every channel of every tensor. A producer (a conv or a
-Dense) creates new labels; the layer handlers of `singe_keras.handlers` pass
-them on, concatenate them, tile them (Flatten) or couple them (Add). Coupled
-labels form one *unit*; units whose channels are coupled with each other form
-a *coupling group* (docs/method.md, "Units, coupling groups, gates").
+included, and custom layers made of Keras layers and operations, whose `call`
+is traced on symbolic inputs) and labels every channel of every tensor. A
+producer (a conv or a Dense) creates new labels; the layer handlers of
+`singe_keras.handlers` pass them on, concatenate them, tile them (Flatten) or
+couple them (Add). Coupled labels form one *unit*; units whose channels are
+coupled with each other form a *coupling group* (docs/method.md, "Units,
+coupling groups, gates").
 
 This is the only module that reads Keras's private graph structures
 (`Functional._nodes_by_depth`, `Node.arguments`): everything else sees a
@@ -124,19 +126,32 @@ class TracedNode:
             `{name: array}` of sliced weights, or `None` if no channel of this
             call is removed (the weights are then unchanged).
         """
-        call = handlers_lib.LayerCall(
-            [s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
-            [s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)],
+        call = self.call._replace(
+            input_shapes=[s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
+            output_shapes=[
+                s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)
+            ],
         )
-        if call == self.call:
+        if call[:2] == self.call[:2]:
             return call, None
-        weights = {w.name: keras.ops.convert_to_numpy(w) for w in self.layer.weights}
+        weights = {
+            w.name: keras.ops.convert_to_numpy(w) for w in getattr(self.layer, "weights", ())
+        }
         return call, self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
 
-    def __call__(self, values, layer=None):
-        """Calls `layer` (default: the traced one) on `values[tensor id]`."""
-        local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
-        args, kwargs = self._keras_node.arguments.fill_in(local)
+    def __call__(self, values, layer=None, arguments=None):
+        """Calls `layer` (default: the traced one) on `values[tensor id]`.
+
+        `arguments`: the `(args, kwargs)` of an operation call, with
+        `OperationInput`s for its input tensors (default: the traced ones).
+        """
+        if arguments is None:
+            local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
+            args, kwargs = self._keras_node.arguments.fill_in(local)
+        else:
+            args, kwargs = handlers_lib.fill_arguments(
+                arguments, [values[t] for t in self.inputs]
+            )
         outputs = (layer or self.layer)(*args, **kwargs)
         return keras.tree.flatten(outputs)
 
@@ -158,9 +173,10 @@ class Scope:
     output_structure: object
     items: list
     call_node: TracedNode = None
+    call_arguments: tuple = None  # a traced custom layer: its one positional input
 
     def __call__(self, values, layer):
-        return self.call_node(values, layer=layer)
+        return self.call_node(values, layer=layer, arguments=self.call_arguments)
 
     def nodes(self):
         """The leaf `TracedNode`s of this scope and its nested scopes, in order."""
@@ -178,6 +194,71 @@ def _function_of(model):
     if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
         return model
     return None
+
+
+def _names(layers):
+    """Layer names from a name, a layer, or a list of them."""
+    if isinstance(layers, (str, keras.layers.Layer)):
+        layers = [layers]
+    return [getattr(x, "name", x) for x in layers or ()]
+
+
+def _is_composite_candidate(layer):
+    """A custom layer (not Keras's own) that no handler describes."""
+    return (
+        isinstance(layer, keras.layers.Layer)
+        and not type(layer).__module__.startswith("keras.")
+        and not handlers_lib.has_handler(layer)
+    )
+
+
+def _trace_call(layer, node):
+    """`(functional model of layer.call, None)`, or `(None, reason)`.
+
+    A layer is traced through when its call is made of Keras layers and
+    operations on one positional input (a tensor or a list of tensors). Its
+    own weights (used outside sublayers) would become constants: such a
+    layer stays a barrier, as does one whose call needs concrete values.
+    """
+    inner = {
+        id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.weights
+    }
+    if any(id(w) not in inner for w in layer.weights):
+        return None, "it has weights of its own (outside its sublayers)"
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    if len(args) != 1 or any(
+        isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(kwargs)
+    ):
+        return None, "it is called with more than one tensor argument"
+    inputs = keras.tree.map_structure(
+        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype)
+        if isinstance(x, keras.KerasTensor) else x,
+        args[0],
+    )
+    try:
+        outputs = layer.call(inputs, **kwargs)
+        function = keras.Model(inputs, outputs, name=layer.name)
+    except Exception as error:  # the reason is reported; the layer is a barrier
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return None, (
+            "its call cannot be traced on symbolic inputs "
+            f"({type(error).__name__}: {first_line[:200]})"
+        )
+    traced = [tuple(kt.shape) for kt in function.outputs]
+    if traced != [tuple(kt.shape) for kt in node.outputs]:
+        return None, "its call traced on symbolic inputs gives other output shapes"
+    return function, None
+
+
+def _arguments_of(node):
+    """An operation call's `(args, kwargs)`, input tensors as `OperationInput`s."""
+    index = {}
+    for i, kt in enumerate(node.input_tensors):
+        index.setdefault(id(kt), i)
+    return node.arguments.convert(
+        lambda x: handlers_lib.OperationInput(index[id(x)])
+        if isinstance(x, keras.KerasTensor) else x
+    )
 
 
 def _ordered_nodes(function):
@@ -221,6 +302,8 @@ class CouplingGraph:
         self._first_call_inputs = {}
         self._depth = collections.defaultdict(int)  # tensor id -> depth
         self._next_tensor = 0
+        self._composites = {}  # id(custom layer) -> (Functional or None, reason)
+        self._ignored = set(_names(ignored_layers))
         self.scope = self._trace_function(model, function, "", None, None)
         self.nodes = list(self.scope.nodes())
         for t in self.scope.outputs:
@@ -234,15 +317,13 @@ class CouplingGraph:
             if n.handler.mixes_channels
             and any(self.unit_indices(t).max(initial=-1) >= 0 for t in n.inputs)
         ]
-        if warn and self.barriers:
-            listed = "; ".join(
-                f"{path} ({reason})" for path, reason in self.barriers.items()
-            )
-            warnings.warn(
-                f"No channel is pruned through {len(self.barriers)} layer(s): "
-                f"{listed}.",
-                stacklevel=3,
-            )
+        if warn:
+            for (class_name, reason), paths in self.barrier_causes().items():
+                warnings.warn(
+                    f"No channel is pruned through {describe_layers(class_name, paths)}: "
+                    f"{reason}.",
+                    stacklevel=3,
+                )
 
     # Tracing ---------------------------------------------------------------
 
@@ -271,17 +352,26 @@ class CouplingGraph:
             call = handlers_lib.LayerCall(
                 [tuple(kt.shape) for kt in node.input_tensors],
                 [tuple(kt.shape) for kt in node.outputs],
+                None if isinstance(layer, keras.layers.Layer) else _arguments_of(node),
             )
             traced = TracedNode(
                 layer, path, call, None, inputs, None, node,
                 [id(kt) for kt in node.input_tensors],
             )
-            nested = _function_of(layer)
+            nested, inner, reason = _function_of(layer), layer, None
+            if nested is None and _is_composite_candidate(layer):
+                if {layer.name, path} & self._ignored:
+                    reason = "named in `ignored_layers`, so not traced through"
+                else:
+                    nested, reason = self._composite_function(layer, node)
+                    inner = nested
             if nested is not None:
-                item = self._trace_function(layer, nested, path + "/", inputs, traced)
+                item = self._trace_function(inner, nested, path + "/", inputs, traced)
+                if inner is not layer:  # a custom layer's call, traced through
+                    item.call_arguments = ((_arguments_of(node)[0][0],), {})
                 outputs = item.outputs
             else:
-                outputs = self._trace_layer(traced)
+                outputs = self._trace_layer(traced, reason)
                 item = traced
             for kt, t in zip(node.outputs, outputs):
                 keys[id(kt)] = t
@@ -306,16 +396,30 @@ class CouplingGraph:
             call_node=call_node,
         )
 
-    def _trace_layer(self, traced):
+    def _composite_function(self, layer, node):
+        """The functional model of a custom layer's `call`, or why there is none.
+
+        Calling `layer.call` on symbolic inputs records its inner layers and
+        operations as graph nodes, so that they are traced (and pruned) like
+        those of a nested model. A layer called several times is traced once.
+        """
+        if id(layer) not in self._composites:
+            self._composites[id(layer)] = _trace_call(layer, node)
+        return self._composites[id(layer)]
+
+    def _trace_layer(self, traced, reason=None):
         tracer, layer = self._tracer, traced.layer
         tracer.path = traced.path
         tracer.depth = 1 + max((self._depth[t] for t in traced.inputs), default=0)
         inputs = [self._labels[t] for t in traced.inputs]
-        handler = handlers_lib.get_handler(layer, traced.call)
+        if reason is None:
+            handler = handlers_lib.get_handler(layer, traced.call)
+        else:
+            handler = handlers_lib.BarrierHandler(reason)
         try:
             outputs = handler.propagate(layer, traced.call, inputs, tracer)
         except handlers_lib.UnsupportedLayerError as error:
-            handler = handlers_lib.BarrierHandler(str(error))
+            handler = handlers_lib.unsupported(layer, handler, error)
             outputs = handler.propagate(layer, traced.call, inputs, tracer)
         if isinstance(handler, handlers_lib.BarrierHandler):
             self.barriers[traced.path] = handler.reason
@@ -335,9 +439,7 @@ class CouplingGraph:
         return traced.outputs
 
     def _fix_ignored(self, ignored_layers):
-        if isinstance(ignored_layers, (str, keras.layers.Layer)):
-            ignored_layers = [ignored_layers]
-        names = [getattr(x, "name", x) for x in ignored_layers or ()]
+        names = _names(ignored_layers)
         self.ignored_layers = names
         by_name = {}
         for node in self.nodes:
@@ -348,7 +450,7 @@ class CouplingGraph:
             raise ValueError(
                 f"`ignored_layers` names layers that are not in the model: {unknown}. "
                 "Pass layer names or layer objects of the model. "
-                f"Received: ignored_layers={list(ignored_layers)}"
+                f"Received: ignored_layers={ignored_layers}"
             )
         for name in names:
             for node in by_name[name]:
@@ -461,11 +563,105 @@ class CouplingGraph:
         """The traced nodes that read a tensor."""
         return [n for n in self.nodes if tensor in n.inputs]
 
+    def barrier_causes(self):
+        """The barriers grouped by cause: `{(class name, reason): [paths]}`."""
+        causes = {}
+        for node in self.nodes:
+            if node.path in self.barriers:
+                paths = causes.setdefault((type(node.layer).__name__, node.handler.reason), [])
+                if node.path not in paths:
+                    paths.append(node.path)
+        return causes
+
+    def _macs(self):
+        return {node: node.handler.macs(node.layer, node.call) for node in self.nodes}
+
+    def _prunable_nodes(self):
+        return [
+            n for n in self.nodes
+            if any((self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs)
+        ]
+
+    def prunable_flops_share(self):
+        """The fraction of the model's FLOPs in layer calls with a prunable channel.
+
+        Those are the FLOPs that pruning can reduce (as in `summary()`);
+        layers that are not costed count 0.
+
+        Returns:
+            A float in [0, 1].
+        """
+        macs = self._macs()
+        return sum(macs[n] for n in self._prunable_nodes()) / max(sum(macs.values()), 1)
+
+    def summary(self):
+        """A short text: the share of the FLOPs that pruning can reach, and why not the rest.
+
+        A layer call's FLOPs are prunable when one of its input or output
+        channels belongs to a coupling group. The others are in barriers
+        (grouped by cause), or read and write only fixed channels (the model's
+        inputs and outputs, `ignored_layers`, the neighbours of barriers).
+        Layers without a handler are not costed, and listed.
+
+        Returns:
+            A multi-line string.
+
+        Example:
+
+        ```python
+        print(singe_keras.trace(model).summary())
+        ```
+        """
+        macs = self._macs()
+        total = sum(macs.values())
+
+        def share(nodes):
+            return f"{100 * sum(macs[n] for n in nodes) / max(total, 1):5.1f}%"
+
+        prunable = self._prunable_nodes()
+        lines = [
+            f"Model {self.model.name!r}: {2 * total:,} FLOPs; {len(self.groups)} coupling "
+            f"groups of {self.num_units:,} prunable units.",
+            f"{share(prunable)} of the FLOPs are in layers with prunable channels.",
+        ]
+        uncosted = {}
+        for (class_name, reason), paths in self.barrier_causes().items():
+            nodes = [n for n in self.nodes if n.path in paths]
+            if not nodes[0].handler.costed:
+                uncosted[class_name] = paths
+            lines.append(
+                f"{share(nodes)} in barriers: {describe_layers(class_name, paths)}: {reason}."
+            )
+        fixed = [
+            n for n in self.nodes
+            if macs[n] and n not in prunable and n.path not in self.barriers
+        ]
+        if fixed:
+            fixed.sort(key=lambda n: -macs[n])
+            listed = ", ".join(n.path for n in fixed[:3]) + (", ..." if len(fixed) > 3 else "")
+            lines.append(
+                f"{share(fixed)} in {len(fixed)} layer call(s) that read and write only "
+                f"fixed channels (model inputs/outputs, ignored layers, next to "
+                f"barriers): {listed}."
+            )
+        for class_name, paths in uncosted.items():
+            lines.append(
+                f"Not costed (counted as 0 FLOPs): {describe_layers(class_name, paths)}."
+            )
+        return "\n".join(lines)
+
     def __repr__(self):
         return (
             f"<CouplingGraph model={self.model.name!r} groups={len(self.groups)} "
             f"units={self.num_units} barriers={len(self.barriers)}>"
         )
+
+
+def describe_layers(class_name, paths, shown=3):
+    """`"40 layers of class X (x, x_1, x_2, ...)"`, for warnings that group layers."""
+    listed = ", ".join(paths[:shown]) + (", ..." if len(paths) > shown else "")
+    count = "1 layer" if len(paths) == 1 else f"{len(paths)} layers"
+    return f"{count} of class {class_name} ({listed})"
 
 
 def trace(model, ignored_layers=None):
@@ -474,14 +670,21 @@ def trace(model, ignored_layers=None):
     Channels that must disappear together (the producers of a residual `Add`,
     a BatchNormalization after a conv, the two sides of a squeeze-excitation
     `Multiply`, ...) form one unit of a coupling group. Model outputs and the
-    outputs of `ignored_layers` are never pruned. Layers without a handler are
-    barriers: a warning names them and says why.
+    outputs of `ignored_layers` are never pruned. Keras operations on
+    symbolic tensors (`x + 3.0`, `keras.ops.pad`) are nodes with handlers too.
+    A custom layer without a handler is traced through when its `call` is
+    made of Keras layers and operations (its sublayers become nodes, named
+    `"block/conv"`; the rebuilt model holds it as a nested functional model).
+    Other layers without a handler are barriers: one warning per cause names
+    them and says why. `graph.summary()` shows how much of the FLOPs can be
+    pruned.
 
     Args:
         model: a functional or Sequential `keras.Model`; nested models (a
             `keras.applications` backbone used as a layer) are traced through.
         ignored_layers: names (or layer objects) whose output channels are
-            never pruned. Defaults to `None`.
+            never pruned; a custom layer named here is kept whole (not
+            traced through). Defaults to `None`.
 
     Returns:
         A `CouplingGraph`.

@@ -15,9 +15,12 @@ questions about one layer:
    some input and output channels are removed.
 4. `macs`: multiply-accumulates of one call (FLOPs = 2 x MACs).
 
+Keras operations on symbolic tensors (`x + 3.0`, `keras.ops.pad(x, ...)`)
+are graph nodes too, with handlers keyed by their `keras.Operation` class.
+
 A layer class with no handler is a *barrier*: no channel entering or leaving
-it is ever pruned. Register a handler for your own layer with
-`register_handler`.
+it is ever pruned (unless it is a custom layer that the graph traces
+through). Register a handler for your own layer with `register_handler`.
 """
 
 import math
@@ -28,10 +31,16 @@ import numpy as np
 
 
 class LayerCall(NamedTuple):
-    """The static shapes of one call of a layer (batch axis first)."""
+    """The static shapes of one call of a layer (batch axis first).
+
+    For a Keras operation (`x + 3.0`, `keras.ops.pad(x, ...)`), `arguments`
+    holds the call's `(args, kwargs)` with each input tensor replaced by an
+    `OperationInput`; it is `None` for layers.
+    """
 
     input_shapes: list
     output_shapes: list
+    arguments: tuple = None
 
 
 class UnsupportedLayerError(ValueError):
@@ -68,6 +77,10 @@ class LayerHandler:
     #: (LayerNormalization over the channel axis). The rebuilt model of a
     #: graph that prunes through such a layer is not exact.
     mixes_channels = False
+
+    #: Whether `macs` knows the layer's cost. A layer without a handler is
+    #: not costed: it counts 0 FLOPs, and `count_costs` names it.
+    costed = True
 
     def check(self, layer, call):
         """Raises `UnsupportedLayerError` if this layer's config is not handled."""
@@ -110,6 +123,14 @@ class LayerHandler:
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
         """Returns the weights (`{name: array}`) restricted to the kept channels."""
         return weights
+
+    def rebuild_arguments(self, layer, call, in_keep, out_keep):
+        """Returns the `(args, kwargs)` of an operation call with the kept channels.
+
+        Only Keras operations have call arguments to rebuild (a per-channel
+        constant of `x * constant`); the default keeps `call.arguments`.
+        """
+        return call.arguments
 
     def macs(self, layer, call):
         """Multiply-accumulates of one call, from its static shapes."""
@@ -509,7 +530,51 @@ class ProducerHandler(LayerHandler):
             * kernel
             * call.input_shapes[0][-1]
             * call.output_shapes[0][-1]
+            // getattr(layer, "groups", 1)
         )
+
+
+class ConvHandler(ProducerHandler):
+    """Conv1D/2D/3D; with one group per channel it is a depthwise convolution.
+
+    `Conv2D(C, k, groups=C)` on C channels (ConvNeXt's depthwise conv) passes
+    each channel through, as `DepthwiseConv2D` does, and is pruned with it.
+    Other grouped convolutions are barriers.
+    """
+
+    @staticmethod
+    def _depthwise(layer):
+        return layer.groups > 1 and layer.groups == layer.filters and layer.kernel.shape[-2] == 1
+
+    def check(self, layer, call):
+        if self._depthwise(layer):
+            _channels_last(layer)
+        else:
+            super().check(layer, call)
+
+    def propagate(self, layer, call, inputs, tracer):
+        if self._depthwise(layer):
+            return [inputs[0]]
+        return super().propagate(layer, call, inputs, tracer)
+
+    def passes_channels(self, layer, call):
+        return self._depthwise(layer)
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        if self._depthwise(layer):
+            config["groups"] = len(out_keep[0])
+        return super().rebuild_config(layer, call, config, in_keep, out_keep)
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        if self._depthwise(layer):  # the kernel's input axis has one entry
+            in_keep = [np.arange(1)]
+        return super().slice_weights(layer, call, weights, in_keep, out_keep)
+
+    def macs(self, layer, call):
+        if self._depthwise(layer):
+            kernel = math.prod(layer.kernel_size)
+            return _spatial_size(call.output_shapes[0]) * kernel * call.output_shapes[0][-1]
+        return super().macs(layer, call)
 
 
 class DenseHandler(ProducerHandler):
@@ -616,10 +681,22 @@ class SeparableConvHandler(ProducerHandler):
 
 
 class BarrierHandler(LayerHandler):
-    """No channel that enters or leaves the layer is pruned."""
+    """No channel that enters or leaves the layer is pruned.
 
-    def __init__(self, reason):
+    Args:
+        reason: why, in a few words, for the user.
+        costs: the handler that counts the layer's MACs (the class's own
+            handler when only its config is unsupported), or `None` if the
+            cost is unknown. Defaults to `None`.
+    """
+
+    def __init__(self, reason, costs=None):
         self.reason = reason
+        self.costs = costs
+        self.costed = costs is not None
+
+    def macs(self, layer, call):
+        return self.costs.macs(layer, call) if self.costed else 0
 
     def propagate(self, layer, call, inputs, tracer):
         for labels in inputs:
@@ -630,6 +707,356 @@ class BarrierHandler(LayerHandler):
         return False
 
 
+# Keras operations ---------------------------------------------------------
+#
+# In Keras 3, `x + 3.0`, `x * y`, `keras.ops.pad(x, ...)` or
+# `keras.ops.mean(x, axis=...)` on symbolic tensors are graph nodes whose
+# operation is a `keras.Operation`, not a layer. They are keyed by their
+# class in the same registry; their handlers read the call's other arguments
+# in `call.arguments`. Operations have no weights.
+
+
+class OperationInput:
+    """Stands for the `index`-th input tensor in an operation's arguments."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def __repr__(self):
+        return f"OperationInput({self.index})"
+
+
+def fill_arguments(arguments, inputs):
+    """`(args, kwargs)` with each `OperationInput(i)` replaced by `inputs[i]`."""
+    return keras.tree.map_structure(
+        lambda x: inputs[x.index] if isinstance(x, OperationInput) else x, arguments
+    )
+
+
+def _probe(layer, call, other):
+    """The outputs of an operation whose removed input channels are zero.
+
+    Inputs as wide as the output (or the only input) are zero; a narrower
+    input is broadcast over the channels and never removed: it is `other`.
+    """
+    width = call.output_shapes[0][-1]
+    inputs = []
+    for shape in call.input_shapes:
+        removed = len(call.input_shapes) == 1 or channel_count(shape) == width
+        concrete = tuple(1 if d is None else d for d in shape)
+        inputs.append(np.full(concrete, 0.0 if removed else other, "float32"))
+    args, kwargs = fill_arguments(call.arguments, inputs)
+    return [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(layer(*args, **kwargs))]
+
+
+def _probes(layer, call):
+    return [y for other in (1.0, -1.0) for y in _probe(layer, call, other)]
+
+
+def _check_probes(layer, call):
+    """A removed channel must stay finite: the gated model multiplies it by 0."""
+    try:
+        outputs = _probes(layer, call)
+    except Exception as error:  # any failure to evaluate makes a barrier, with its reason
+        raise UnsupportedLayerError(
+            f"cannot be evaluated on zero inputs ({type(error).__name__}: {error})"
+        ) from error
+    if not all(np.isfinite(y).all() for y in outputs):
+        raise UnsupportedLayerError("maps a removed (zero) channel to inf or nan")
+
+
+class ElementwiseOperationHandler(LayerHandler):
+    """An element-wise operation: `x + 3.0`, `x * y`, `keras.ops.relu(x)`.
+
+    Input tensors as wide as the output are coupled channel by channel, as
+    the `Add`/`Multiply` layers couple them; a one-channel input broadcast
+    over the channels is fixed. A constant with one entry per channel
+    (`x * np.array([...])`) is sliced with the channels; a scalar leaves them
+    alone. The operation is a source when a zero channel does not stay zero
+    (`x + 3.0`), found by evaluating it on zeros; one that maps zero to inf or
+    nan (`1 / x`, `log(x)`) is a barrier.
+    """
+
+    def check(self, layer, call):
+        _check_probes(layer, call)
+
+    def propagate(self, layer, call, inputs, tracer):
+        width = call.output_shapes[0][-1]
+        if all(len(labels) != width for labels in inputs):
+            for labels in inputs:
+                tracer.fix(labels)  # widened by a constant: new, fixed channels
+            return [tracer.new_fixed(width)]
+        return MergeHandler().propagate(layer, call, inputs, tracer)
+
+    def is_source(self, layer, call):
+        return any(np.any(y != 0) for y in _probes(layer, call))
+
+    def rebuild_arguments(self, layer, call, in_keep, out_keep):
+        width = call.output_shapes[0][-1]
+
+        def slice_constant(x):
+            if isinstance(x, OperationInput) or width == 1 or np.ndim(x) == 0:
+                return x
+            if np.shape(x)[-1] != width:
+                return x
+            return np.take(keras.ops.convert_to_numpy(x), out_keep[0], axis=-1)
+
+        return keras.tree.map_structure(slice_constant, call.arguments)
+
+
+class ChannelAxisOperationHandler(LayerHandler):
+    """A structural operation that leaves the channel axis alone.
+
+    Padding, pooling, resizing, slicing, reductions over other axes,
+    transposes that keep the last axis last: output channel `i` is input
+    channel `i` (inputs of one width are coupled, as by `keras.ops.stack`).
+    Zero padding or a softmax over space make a zero channel non-zero: such
+    calls are sources, found by evaluating them on zeros.
+
+    Args:
+        requirement: `requirement(layer, call)` returns how the call touches
+            the channel axis (the reason it is a barrier), or `None`.
+    """
+
+    def __init__(self, requirement):
+        self.requirement = requirement
+
+    def check(self, layer, call):
+        reason = self.requirement(layer, call)
+        if reason is None and any(
+            channel_count(shape) != channel_count(call.input_shapes[0])
+            for shape in call.input_shapes + call.output_shapes
+        ):
+            reason = "changes the number of channels"
+        if reason is not None:
+            raise UnsupportedLayerError(reason)
+        _check_probes(layer, call)
+
+    def propagate(self, layer, call, inputs, tracer):
+        labels = MergeHandler().propagate(layer, call, inputs, tracer)[0]
+        return [labels] * len(call.output_shapes)
+
+    def is_source(self, layer, call):
+        return any(np.any(y != 0) for y in _probes(layer, call))
+
+
+def _touches_last_axis(axes, rank, what):
+    """The reason `axes` (of a tensor of `rank`) make a barrier, or `None`."""
+    if axes is None:
+        return f"{what} every axis, the channel axis included"
+    if any(a % rank == rank - 1 for a in np.atleast_1d(axes)):
+        return f"{what} the channel axis"
+    return None
+
+
+def _axis_requirement(attribute, what, new_axis=False):
+    """A requirement on the op's `attribute` axes; `new_axis`: counted in the output."""
+
+    def requirement(layer, call):
+        shape = call.output_shapes[0] if new_axis else call.input_shapes[0]
+        return _touches_last_axis(getattr(layer, attribute), len(shape), what)
+
+    return requirement
+
+
+def _no_requirement(layer, call):
+    return None
+
+
+def _channels_last_requirement(layer, call):
+    data_format = layer.data_format or keras.config.image_data_format()
+    if data_format != "channels_last":
+        return f"data_format={data_format!r}: only 'channels_last' is supported"
+    return None
+
+
+def _pad_requirement(layer, call):
+    rank = len(call.input_shapes[0])
+    widths = np.broadcast_to(np.asarray(layer.pad_width), (rank, 2))
+    return "pads the channel axis" if widths[-1].any() else None
+
+
+def _transpose_requirement(layer, call):
+    rank = len(call.input_shapes[0])
+    last = rank - 1 if layer.axes is None else layer.axes[-1] % rank
+    return None if (layer.axes is not None and last == rank - 1) else "moves the channel axis"
+
+
+def _tile_requirement(layer, call):
+    return "tiles the channel axis" if np.atleast_1d(layer.repeats)[-1] != 1 else None
+
+
+def _squeeze_requirement(layer, call):
+    if layer.axis is None:
+        return "squeezes every axis of size 1" if call.input_shapes[0][-1] == 1 else None
+    return _touches_last_axis(layer.axis, len(call.input_shapes[0]), "squeezes")
+
+
+def _item_requirement(layer, call):
+    """`x[key]` keeps the channel axis if the key takes all of it, in order."""
+    key = call.arguments[0][1]
+    key = list(key) if isinstance(key, (tuple, list)) else [key]
+    if not all(k is None or k is Ellipsis or isinstance(k, (int, slice)) for k in key):
+        return "indexes with a tensor"
+    if Ellipsis in key:
+        tail = key[key.index(Ellipsis) + 1:]
+    elif len([k for k in key if k is not None]) < len(call.input_shapes[0]):
+        return None  # the channel axis is not indexed
+    else:
+        tail = key
+    indexed = [i for i, k in enumerate(tail) if k is not None]
+    last = indexed[-1] if indexed else -1
+    if any(k is None for k in tail[last + 1:]):
+        return "adds an axis after the channel axis"
+    if indexed and tail[last] != slice(None):
+        return "indexes the channel axis"
+    return None
+
+
+class ReshapeOperationHandler(ReshapeHandler):
+    """`keras.ops.reshape`: as the `Reshape` layer, with the batch axis in `newshape`."""
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        shape = list(config["newshape"])
+        shape[-1] = len(out_keep[0]) if shape[-1] != -1 else -1
+        config["newshape"] = tuple(shape)
+        return config
+
+
+class ContractionHandler(BarrierHandler):
+    """`keras.ops.einsum` and `keras.ops.matmul`: a barrier that costs MACs.
+
+    They mix the channel axis (attention's `QK^T` and `AV`, a product with a
+    constant matrix). One multiply-accumulate per output element and per
+    index summed over.
+    """
+
+    def __init__(self):
+        super().__init__("contracts tensors over the channel axis (einsum/matmul)")
+        self.costed = True
+
+    def macs(self, layer, call):
+        outputs = math.prod(1 if d is None else d for d in call.output_shapes[0])
+        if len(call.input_shapes) < 2:
+            return 0
+        if hasattr(layer, "subscripts"):
+            return outputs * _einsum_summed_size(layer.subscripts, call.input_shapes)
+        return outputs * call.input_shapes[0][-1]  # matmul: (..., n, k) @ (..., k, m)
+
+
+class MultiHeadAttentionHandler(BarrierHandler):
+    """`keras.layers.MultiHeadAttention`: a barrier whose MACs are counted.
+
+    Heads are not pruned (yet); the cost is the four projections and the two
+    products of attention, `QK^T` and `AV`, so that FLOPs targets are honest
+    for transformers.
+    """
+
+    def __init__(self):
+        super().__init__("attention heads are not pruned")
+        self.costed = True
+
+    def macs(self, layer, call):
+        query, value = call.input_shapes[0], call.input_shapes[1]
+        key = call.input_shapes[2] if len(call.input_shapes) > 2 else value
+        heads, key_dim = layer.num_heads, layer.key_dim
+        value_dim = layer.value_dim or key_dim
+        target, source = _spatial_size(query), _spatial_size(value)
+        projections = (
+            target * query[-1] * heads * key_dim
+            + source * key[-1] * heads * key_dim
+            + source * value[-1] * heads * value_dim
+            + target * heads * value_dim * call.output_shapes[0][-1]
+        )
+        return projections + heads * target * source * (key_dim + value_dim)
+
+
+def _einsum_summed_size(subscripts, input_shapes):
+    """The product of the sizes of the indices an einsum sums over."""
+    spec = subscripts.replace(" ", "")
+    operands, arrow, output = spec.partition("->")
+    operands = operands.split(",")
+    letters = "".join(operands).replace(".", "")
+    if not arrow:
+        output = "".join(c for c in letters if letters.count(c) == 1)
+    sizes = {}
+    for operand, shape in zip(operands, input_shapes):
+        head, _, tail = operand.partition("...")
+        dims = list(zip(head, shape)) + list(zip(tail, shape[len(shape) - len(tail):]))
+        for letter, size in dims:
+            sizes[letter] = 1 if size is None else size
+    return math.prod(size for letter, size in sizes.items() if letter not in output)
+
+
+def _register_operations():
+    """Handlers of the Keras operations that may appear in functional graphs."""
+    from keras.src.ops import core, image, math as ops_math, nn, numpy as knp
+
+    def register(module, names, handler):
+        for name in names:
+            if hasattr(module, name):  # older Keras versions lack a few
+                register_handler(getattr(module, name), handler)
+
+    elementwise = ElementwiseOperationHandler()
+    register(knp, (
+        "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum",
+        "Power", "Negative", "Absolute", "Abs", "Square", "Sqrt", "Exp", "Expm1", "Log",
+        "Log1p", "Sign", "Sin", "Cos", "Tanh", "Sinh", "Floor", "Ceil", "Round", "Clip",
+        "Reciprocal",
+    ), elementwise)
+    register(nn, (
+        "Relu", "Relu6", "Sigmoid", "HardSigmoid", "HardSilu", "Silu", "Gelu", "Elu",
+        "Selu", "Celu", "LeakyRelu", "Softplus", "Softsign", "LogSigmoid", "HardTanh",
+        "TanhShrink", "SoftShrink", "HardShrink", "Squareplus", "SparsePlus", "Threshold",
+    ), elementwise)
+    register(core, ("Cast", "StopGradient"), elementwise)
+    register(ops_math, ("Erf", "Rsqrt"), elementwise)
+    register(knp, ("Pad",), ChannelAxisOperationHandler(_pad_requirement))
+    register(knp, ("GetItem",), ChannelAxisOperationHandler(_item_requirement))
+    register(knp, ("Transpose",), ChannelAxisOperationHandler(_transpose_requirement))
+    register(knp, ("Tile",), ChannelAxisOperationHandler(_tile_requirement))
+    register(knp, ("Squeeze",), ChannelAxisOperationHandler(_squeeze_requirement))
+    register(knp, ("Mean", "Sum", "Max", "Min", "Amax", "Amin", "Std", "Var", "Median"),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "reduces")))
+    register(ops_math, ("Logsumexp",),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "reduces")))
+    register(nn, ("Softmax", "LogSoftmax"),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "normalizes over")))
+    register(knp, ("Flip", "Roll", "Cumsum", "Cumprod", "Repeat"),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "runs along")))
+    register(knp, ("Split",), ChannelAxisOperationHandler(_axis_requirement("axis", "splits")))
+    register(core, ("Unstack",),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "unstacks")))
+    register(knp, ("Stack",),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "stacks along", True)))
+    register(knp, ("ExpandDims",),
+             ChannelAxisOperationHandler(_axis_requirement("axis", "adds an axis after", True)))
+    register(nn, ("MaxPool", "AveragePool"),
+             ChannelAxisOperationHandler(_channels_last_requirement))
+    register(image, ("Resize",), ChannelAxisOperationHandler(_channels_last_requirement))
+    register(knp, ("Copy",), ChannelAxisOperationHandler(_no_requirement))
+    register(knp, ("Concatenate",), ConcatenateHandler())
+    register(knp, ("Reshape",), ReshapeOperationHandler())
+    register(knp, ("Einsum", "Matmul"), ContractionHandler())
+
+
+class LayerScaleHandler(ChannelwiseHandler):
+    """ConvNeXt's `LayerScale`: a per-channel scale of `projection_dim` entries."""
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config["projection_dim"] = len(out_keep[0])
+        return config
+
+
+def _register_applications():
+    """The custom layers of `keras.applications` models."""
+    from keras.src.applications import convnext, inception_resnet_v2
+
+    register_handler(convnext.LayerScale, LayerScaleHandler())
+    # `inputs[0] + inputs[1] * scale`: the two inputs are coupled, 0 stays 0.
+    register_handler(inception_resnet_v2.CustomScaleLayer, MergeHandler())
+
+
 _REGISTRY = {}
 
 
@@ -638,20 +1065,28 @@ def register_handler(layer_class, handler):
 
     Lookup is by exact class: a subclass of `keras.layers.Conv2D` gets no
     handler (and is a barrier) until one is registered for it, because it may
-    override `call`.
+    override `call`. Keras operations on symbolic tensors (`x + 3.0`,
+    `keras.ops.pad`) are graph nodes too, keyed by their `keras.Operation`
+    class.
 
     Args:
-        layer_class: a `keras.layers.Layer` subclass.
+        layer_class: a `keras.layers.Layer` (or `keras.Operation`) subclass.
         handler: a `LayerHandler` instance.
 
     Raises:
-        TypeError: if `layer_class` is not a Keras layer class or `handler` is
-            not a `LayerHandler`.
+        TypeError: if `layer_class` is not a Keras layer or operation class,
+            or `handler` is not a `LayerHandler`.
+
+    Example:
+
+    ```python
+    singe_keras.register_handler(MyPerChannelScale, ScaleHandler())
+    ```
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
         raise TypeError(
-            "`layer_class` must be a subclass of `keras.layers.Layer`. "
-            f"Received: layer_class={layer_class!r}"
+            "`layer_class` must be a subclass of `keras.layers.Layer` or "
+            f"`keras.Operation`. Received: layer_class={layer_class!r}"
         )
     if not isinstance(handler, LayerHandler):
         raise TypeError(
@@ -659,6 +1094,11 @@ def register_handler(layer_class, handler):
             f"Received: handler={handler!r}"
         )
     _REGISTRY[layer_class] = handler
+
+
+def has_handler(layer):
+    """Whether a handler is registered for the exact class of `layer`."""
+    return type(layer) in _REGISTRY
 
 
 def get_handler(layer, call):
@@ -671,14 +1111,25 @@ def get_handler(layer, call):
     handler = _REGISTRY.get(type(layer))
     if handler is None:
         return BarrierHandler(
-            f"no handler registered for {type(layer).__name__}; use "
-            "`singe_keras.register_handler` to add one"
+            f"no handler registered for {type(layer).__name__}, so its FLOPs "
+            "are not counted either; use `singe_keras.register_handler` to add one"
         )
     try:
         handler.check(layer, call)
     except UnsupportedLayerError as error:
-        return BarrierHandler(str(error))
+        return unsupported(layer, handler, error)
     return handler
+
+
+def unsupported(layer, handler, error):
+    """The `BarrierHandler` of a layer whose `handler` raised `error`.
+
+    The class's handler still counts the layer's MACs (a grouped convolution
+    costs what it costs), unless channels come first, where its shapes are
+    read wrongly.
+    """
+    channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
+    return BarrierHandler(str(error), costs=handler if channels_last else None)
 
 
 def _register_builtins():
@@ -721,7 +1172,7 @@ def _register_builtins():
     register_handler(L.Concatenate, ConcatenateHandler())
     register_handler(L.Flatten, FlattenHandler())
     register_handler(L.Reshape, ReshapeHandler())
-    conv = ProducerHandler()
+    conv = ConvHandler()
     for cls in (L.Conv1D, L.Conv2D, L.Conv3D):
         register_handler(cls, conv)
     transpose = ConvTransposeHandler()
@@ -734,6 +1185,9 @@ def _register_builtins():
     for cls in (L.SeparableConv1D, L.SeparableConv2D):
         register_handler(cls, separable)
     register_handler(L.Dense, DenseHandler())
+    register_handler(L.MultiHeadAttention, MultiHeadAttentionHandler())
 
 
 _register_builtins()
+_register_operations()
+_register_applications()

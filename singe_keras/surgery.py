@@ -76,7 +76,7 @@ class _Surgeon:
     def call_layer(self, node, values):
         layer = node.layer
         if not isinstance(layer, keras.layers.Layer):
-            return node(values)  # a stateless Keras operation
+            return self.call_operation(node, values)
         if id(layer) in self.layers:
             return node(values, layer=self.layers[id(layer)])
         in_keep = [self.keep(t) for t in node.inputs]
@@ -90,9 +90,30 @@ class _Surgeon:
         if sliced is None:
             new.set_weights(layer.get_weights())
         else:
-            new.set_weights([sliced[w.name] for w in new.weights])
+            # In the original's order: unnamed weights get new names.
+            new.set_weights([sliced[w.name] for w in layer.weights])
         self.layers[id(layer)] = new
         return outputs
+
+    def call_operation(self, node, values):
+        """A stateless Keras operation (`x + 3.0`), with the kept channels.
+
+        The rebuilt model gets its own operation, made from the config (with
+        a reshape's new target) so that the traced model's operations gain no
+        call; per-channel constants are sliced.
+        """
+        op = node.layer
+        in_keep = [self.keep(t) for t in node.inputs]
+        out_keep = [self.keep(t) for t in node.outputs]
+        try:
+            config = op.get_config()
+        except NotImplementedError:
+            config = None  # not serializable: call the (stateless) original
+        if config is not None:
+            config = node.handler.rebuild_config(op, node.call, config, in_keep, out_keep)
+            op = type(op).from_config(config)
+        arguments = node.handler.rebuild_arguments(op, node.call, in_keep, out_keep)
+        return node(values, layer=op, arguments=arguments)
 
 
 def _layer_from_config(layer, config):

@@ -107,3 +107,48 @@ def test_plan_costs_equal_the_rebuilt_model_costs(name):
     assert [(c.path, c.macs, c.params) for c in predicted.layers] == [
         (c.path, c.macs, c.params) for c in actual.layers
     ]
+
+
+class _Unknown(L.Layer):
+    """Uses a weight of its own: not traced through, so not costed."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, x):
+        return x * self.scale
+
+
+def test_a_layer_without_handler_is_named_as_not_costed():
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, name="conv")(inputs)
+    x = _Unknown(name="unknown")(x)
+    model = keras.Model(inputs, zoo.head(x))
+    with pytest.warns(UserWarning, match=r"1 layer of class _Unknown \(unknown\) count 0 FLOPs"):
+        cost = singe_keras.count_costs(model)
+    assert cost.uncosted == ("unknown",)
+    assert "Not costed (?: no handler, counted as 0): unknown" in str(cost)
+    assert cost.to_dict()["uncosted"] == ["unknown"]
+
+
+def test_a_grouped_convolution_barrier_still_counts_its_macs():
+    inputs = keras.Input((6, 6, 4))
+    x = L.Conv2D(8, 3, groups=2, name="grouped")(inputs)  # 4*4 * 3*3 * 2 * 8
+    model = keras.Model(inputs, zoo.head(x))
+    with pytest.warns(UserWarning, match="grouped convolution"):
+        cost = singe_keras.count_costs(singe_keras.trace(model))
+    assert {c.path: c.macs for c in cost.layers}["grouped"] == 4 * 4 * 9 * 2 * 8
+    assert cost.uncosted == ()
+
+
+def test_multi_head_attention_counts_projections_and_attention_products():
+    inputs = keras.Input((5, 6))
+    memory = keras.Input((7, 4))
+    attention = L.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=8, name="mha")
+    x = attention(inputs, memory)  # query (5, 6); key = value (7, 4); output (5, 6)
+    model = keras.Model([inputs, memory], L.Dense(2)(L.Flatten()(x)))
+    with pytest.warns(UserWarning, match="attention heads are not pruned"):
+        graph = singe_keras.trace(model)
+    macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}["mha"]
+    projections = 5 * 6 * 2 * 3 + 7 * 4 * 2 * 3 + 7 * 4 * 2 * 8 + 5 * 2 * 8 * 6
+    assert macs == projections + 2 * 5 * 7 * (3 + 8)

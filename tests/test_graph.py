@@ -81,8 +81,13 @@ def test_unknown_ignored_layer_is_rejected():
 
 
 class _Custom(L.Layer):
+    """Uses a weight of its own: not traced through, a barrier."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
     def call(self, x):
-        return x * 2.0
+        return x * self.scale
 
 
 class _SubclassedConv(L.Conv2D):
@@ -100,8 +105,9 @@ def _sandwich(middle):
 @pytest.mark.parametrize(
     "middle, reason",
     [
-        (_Custom(name="middle"), "no handler registered for _Custom"),
-        (_SubclassedConv(4, 1, name="middle"), "no handler registered for _SubclassedConv"),
+        (_Custom(name="middle"), "it has weights of its own"),
+        (_SubclassedConv(4, 1, name="middle"), "it has weights of its own"),
+        (L.Lambda(lambda x: x * 2.0, name="middle"), "no handler registered for Lambda"),
         (L.Softmax(name="middle"), "softmax over the channel axis"),
         (L.Activation("softmax", name="middle"), "softmax over the channel axis"),
         (L.Conv2D(4, 1, groups=2, name="middle"), "grouped convolution"),
@@ -183,3 +189,67 @@ def test_producer_with_a_channel_mixing_activation_keeps_its_units(activation):
     gated.set_plan(plan)
     x = zoo.sample_inputs(model, batch=8)
     np.testing.assert_allclose(singe_keras.rebuild(graph, plan)(x), gated(x), atol=1e-5)
+
+
+def _many_customs(count):
+    inputs = keras.Input((6, 6, 3))
+    x = L.Conv2D(4, 3, padding="same", name="before")(inputs)
+    for i in range(count):
+        x = _Custom(name=f"custom_{i}")(x)
+    x = L.Conv2D(5, 3, padding="same", name="after")(x)
+    return keras.Model(inputs, zoo.head(x))
+
+
+def test_barrier_warnings_come_one_per_cause_with_the_layers_grouped():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        singe_keras.trace(_many_customs(5))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1
+    assert "5 layers of class _Custom (custom_0, custom_1, custom_2, ...)" in messages[0]
+
+
+def test_summary_shows_the_prunable_share_and_what_blocks_the_rest():
+    model = _many_customs(2)
+    with pytest.warns(UserWarning):
+        graph = singe_keras.trace(model)
+    macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}
+    # "before" writes into the barrier: fixed; "after" makes units that "logits" reads.
+    share = (macs["after"] + macs["logits"]) / sum(macs.values())
+    assert graph.prunable_flops_share() == pytest.approx(share)
+    summary = graph.summary()
+    assert f"{100 * share:5.1f}% of the FLOPs are in layers with prunable channels" in summary
+    assert "in barriers: 2 layers of class _Custom (custom_0, custom_1)" in summary
+    blocked = 100 * macs["before"] / sum(macs.values())
+    assert f"{blocked:5.1f}% in 1 layer call(s) that read and write only fixed" in summary
+    assert "Not costed (counted as 0 FLOPs): 2 layers of class _Custom" in summary
+
+
+def test_a_custom_block_is_traced_through_with_its_name_as_prefix():
+    groups = _groups(zoo.build("custom_blocks"))
+    assert set(groups["stem_conv"].producers) == {"stem_conv", "block/conv", "se/expand"}
+    assert groups["se/reduce"].layers == ("se/reduce", "se/expand")
+
+
+class _Untraceable(L.Layer):
+    """TensorFlow's own functions do not take symbolic Keras tensors."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.math.cumsum(x, axis=1)
+
+
+def test_a_custom_layer_that_cannot_be_traced_is_a_barrier_with_the_reason():
+    with pytest.warns(UserWarning, match="middle.*cannot be traced on symbolic inputs"):
+        graph = singe_keras.trace(_sandwich(_Untraceable(name="middle")))
+    assert "\n" not in graph.barriers["middle"]
+    assert "before" not in {g.name for g in graph.groups}
+
+
+def test_a_custom_layer_in_ignored_layers_is_kept_whole():
+    model = zoo.build("custom_blocks")
+    with pytest.warns(UserWarning, match="block.*not traced through"):
+        graph = singe_keras.trace(model, ignored_layers=["block"])
+    assert not any(path.startswith("block/") for g in graph.groups for path in g.layers)
+    assert "se/reduce" in {g.name for g in graph.groups}

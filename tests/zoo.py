@@ -26,6 +26,26 @@ def randomize(model, seed=0):
     return model
 
 
+def randomize_statistics(model, seed=0):
+    """Random biases and normalization statistics, kernels as initialized.
+
+    For deep models (keras.applications), where random kernels at the zoo's
+    scale overflow: removed channels must still be non-zero constants after
+    a bias or a BatchNormalization, or a missing gate would go unnoticed.
+    """
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        shape, name = tuple(weight.shape), weight.name
+        if name in ("gamma", "moving_variance"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif name in ("beta", "bias", "moving_mean"):
+            value = rng.normal(0.0, 0.2, shape)
+        else:
+            continue
+        weight.assign(value.astype(weight.dtype))
+    return model
+
+
 def conv_bn(x, filters, name, kernel=3, activation="relu"):
     x = L.Conv2D(filters, kernel, padding="same", name=f"{name}_conv")(x)
     x = L.BatchNormalization(name=f"{name}_bn")(x)
@@ -268,6 +288,76 @@ def nested():
     return keras.Model(inputs, head(x), name="nested")
 
 
+def operations():
+    """Keras operations on symbolic tensors (`x + 3.0`, `ops.pad`, ...) as graph nodes."""
+    ops = keras.ops
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "a", activation=None)
+    x = x * ops.relu6(x + 3.0) / 6.0  # hard swish: `x + 3.0` is a gate source
+    x = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    x = L.Conv2D(6, 3, name="b")(x)
+    y = x * np.linspace(0.5, 1.5, 6).astype("float32") - 0.25  # per-channel constant
+    s = ops.sigmoid(ops.mean(y, axis=(1, 2), keepdims=True))  # squeeze-excitation
+    y = y * s + x  # coupled with x
+    y = ops.softmax(ops.transpose(y, (0, 2, 1, 3)), axis=1)
+    y = y[:, 1:-1]
+    y = ops.concatenate(ops.split(y, 2, axis=1)[::-1], axis=1)
+    y = ops.concatenate([y, L.Conv2D(4, 1, name="c")(y)], axis=-1)
+    y = L.Dense(5, name="d")(ops.reshape(y, (-1, 48, 10)))
+    return keras.Model(inputs, L.Dense(3, name="logits")(ops.max(y, axis=1)), name="operations")
+
+
+def applications_layers():
+    """ConvNeXt's grouped-conv depthwise and LayerScale, InceptionResNet's scaled sum."""
+    from keras.src.applications import convnext, inception_resnet_v2
+
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "stem")
+    y = L.Conv2D(6, 3, padding="same", groups=6, name="dw")(x)
+    y = convnext.LayerScale(0.5, 6, name="layer_scale")(y)
+    x = inception_resnet_v2.CustomScaleLayer(0.3, name="scaled_sum")([x, y])
+    x = conv_bn(x, 5, "out")
+    return keras.Model(inputs, head(x), name="applications_layers")
+
+
+class ResidualBlock(L.Layer):
+    """A user's block made of Keras layers and an operation: traced through."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(filters, 3, padding="same", name="conv")
+        self.bn = L.BatchNormalization(name="bn")
+        self.relu = L.ReLU(name="relu")
+
+    def call(self, x):
+        return self.relu(x + self.bn(self.conv(x)))
+
+
+class SqueezeExcite(L.Layer):
+    """Sublayers made in `build`, reading the input's width."""
+
+    def __init__(self, reduced, **kwargs):
+        super().__init__(**kwargs)
+        self.reduced = reduced
+
+    def build(self, input_shape):
+        self.reduce = L.Dense(self.reduced, activation="relu", name="reduce")
+        self.expand = L.Dense(input_shape[-1], activation="sigmoid", name="expand")
+
+    def call(self, x):
+        s = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+        return x * self.expand(self.reduce(s))
+
+
+def custom_blocks():
+    inputs = keras.Input((8, 8, 3))
+    x = conv_bn(inputs, 6, "stem")
+    x = ResidualBlock(6, name="block")(x)
+    x = SqueezeExcite(3, name="se")(x)
+    x = conv_bn(x, 5, "out")
+    return keras.Model(inputs, head(x), name="custom_blocks")
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -290,6 +380,9 @@ ZOO = {
         spatial_attention,
         shared_layer,
         nested,
+        operations,
+        applications_layers,
+        custom_blocks,
     )
 }
 
@@ -314,3 +407,81 @@ def random_plan(graph, seed=0):
         count = max(1, group.size // 2)
         plan = plan.with_kept(group.name, rng.choice(group.size, count, replace=False))
     return plan
+
+
+# keras-hub backbones from constructor arguments (no presets, no network),
+# each under a small classifier head. Import keras_hub only when used.
+
+def _keras_hub_resnet(block_type, pre_activation):
+    import keras_hub
+
+    return keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 32], stackwise_num_blocks=[2, 2],
+        stackwise_num_strides=[1, 2], block_type=block_type,
+        use_pre_activation=pre_activation, image_shape=(32, 32, 3),
+    )
+
+
+def _keras_hub_vgg():
+    import keras_hub
+
+    return keras_hub.models.VGGBackbone(
+        stackwise_num_repeats=[1, 2], stackwise_num_filters=[8, 16], image_shape=(32, 32, 3)
+    )
+
+
+def _keras_hub_densenet():
+    import keras_hub
+
+    return keras_hub.models.DenseNetBackbone(
+        stackwise_num_repeats=[2, 2], growth_rate=8, image_shape=(32, 32, 3)
+    )
+
+
+def _keras_hub_mobilenet():
+    """MobileNetV3 blocks: every block is a keras-hub custom layer."""
+    import keras_hub
+
+    return keras_hub.models.MobileNetBackbone(
+        stackwise_expansion=[[40, 56], [64, 144]], stackwise_num_blocks=[2, 2],
+        stackwise_num_filters=[[16, 16], [24, 24]], stackwise_kernel_size=[[3, 3], [5, 5]],
+        stackwise_num_strides=[[2, 1], [2, 1]], stackwise_se_ratio=[[None, None], [0.25, 0.25]],
+        stackwise_activation=[["relu", "relu"], ["hard_swish", "hard_swish"]],
+        stackwise_padding=[[1, 1], [2, 2]], output_num_filters=48, depthwise_filters=8,
+        depthwise_stride=2, depthwise_residual=False, last_layer_filter=64,
+        squeeze_and_excite=0.5, image_shape=(32, 32, 3),
+    )
+
+
+def _keras_hub_efficientnet():
+    import keras_hub
+
+    return keras_hub.models.EfficientNetBackbone(
+        stackwise_kernel_sizes=[3, 3, 3], stackwise_num_repeats=[1, 2, 1],
+        stackwise_input_filters=[8, 8, 16], stackwise_output_filters=[8, 16, 24],
+        stackwise_expansion_ratios=[1, 4, 4], stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25],
+        stackwise_strides=[1, 2, 2], stackwise_block_types=["fused", "fused", "unfused"],
+        width_coefficient=1.0, depth_coefficient=1.0, input_shape=(32, 32, 3),
+    )
+
+
+KERAS_HUB = {
+    "resnet_v1_basic": lambda: _keras_hub_resnet("basic_block", False),
+    "resnet_v1_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", False),
+    "resnet_v2_basic": lambda: _keras_hub_resnet("basic_block", True),
+    "resnet_v2_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", True),
+    "vgg": _keras_hub_vgg,
+    "densenet": _keras_hub_densenet,
+    "mobilenet_v3": _keras_hub_mobilenet,
+    "efficientnet": _keras_hub_efficientnet,
+}
+
+
+def keras_hub_classifier(name, seed=0):
+    """A keras-hub backbone with a small classifier head, random statistics."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = L.GlobalAveragePooling2D(name="pool")(KERAS_HUB[name]()(inputs))
+    model = keras.Model(inputs, L.Dense(4, name="head")(x), name=f"keras_hub_{name}")
+    return randomize_statistics(model, seed)

@@ -1,0 +1,30 @@
+"""keras-hub backbones built from constructor arguments (no presets, no network)."""
+
+import numpy as np
+import pytest
+
+import singe_keras
+import zoo
+
+pytest.importorskip("keras_hub")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(zoo.KERAS_HUB))
+def test_keras_hub_backbones_prune_and_rebuild_exactly(name):
+    model = zoo.keras_hub_classifier(name)
+    pruned = singe_keras.prune(
+        model, None, target_flops=0.7, criterion="random", rounds=1, finetune_steps=0,
+        verbose=0,
+    )
+    assert singe_keras.count_flops(pruned) <= 0.7 * singe_keras.count_flops(model)
+    graph = singe_keras.trace(model)
+    assert graph.prunable_flops_share() >= 0.8
+    plan = zoo.random_plan(graph)
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    x = zoo.sample_inputs(model, batch=2)
+    expected = np.asarray(gated(x))
+    actual = np.asarray(singe_keras.rebuild(graph, plan)(x))
+    assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert np.abs(expected - np.asarray(model(x))).max() > 0
