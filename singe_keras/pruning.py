@@ -24,9 +24,9 @@ from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
 from singe_keras import graph as graph_lib
+from singe_keras import recalibration
 from singe_keras import scoring
 from singe_keras.plan import Plan
-from singe_keras.recalibration import recalibrate_batchnorm
 from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
 
@@ -284,10 +284,9 @@ def prune(
         report.record_plan(graph, plan)
         current = rebuild(graph, plan)
         if recalibration_batches and dataset is not None:
-            recalibrate_batchnorm(
-                current, _round_stream(dataset, round_index, finetune_steps, batch_size, seed),
-                batches=recalibration_batches,
-            )
+            recalibration.recalibrate_on(current, data_lib.input_batches(
+                _round_stream(dataset, round_index, finetune_steps, batch_size, seed),
+                batch_size, recalibration_batches))
         model_or_distiller = trainer((round_index - 1) * finetune_steps)
         logs = {}
         if finetune_steps:

@@ -126,8 +126,18 @@ def recalibrate_batchnorm(model, data, batches=20, batch_size=32):
             raise ValueError(
                 f"`{argument}` must be a positive integer. Received: {argument}={value!r}"
             )
-    graph = graph_lib.CouplingGraph(model, warn=False)
     data_lib.check_data(data, model, "data", targets=False)
+    recalibrate_on(model, data_lib.input_batches(data, batch_size, batches))
+
+
+def recalibrate_on(model, inputs):
+    """`recalibrate_batchnorm` on an iterable of input batches, read once.
+
+    For callers that validated the data already: a `tf.data` stream that
+    reshuffles draws its order per iterator, so reading it once keeps a
+    seeded run deterministic.
+    """
+    graph = graph_lib.CouplingGraph(model, warn=False)
     layers, skipped = [], []
     for node in graph.nodes:
         layer = node.layer
@@ -141,14 +151,14 @@ def recalibrate_batchnorm(model, data, batches=20, batch_size=32):
         warnings.warn(
             "These BatchNormalization layers are subclasses or use `renorm`, and "
             f"keep their moving statistics: {sorted(set(skipped))}.",
-            stacklevel=2,
+            stacklevel=3,
         )
     layers = list({id(layer): layer for layer in layers}.values())
     if not layers:
         return
     statistics = BatchNormStatistics(graph, layers)
     sums = {id(layer): [0.0, 0.0, 0] for layer in layers}
-    for x in data_lib.input_batches(data, batch_size, batches):
+    for x in inputs:
         moments = statistics.predict_on_batch(x)
         for index, node in enumerate(statistics.calls):
             total = sums[id(node.layer)]

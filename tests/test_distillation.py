@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import singe_keras
 import zoo
@@ -167,8 +168,6 @@ def test_label_free_prune_scores_with_the_distillation_loss():
 
 @pytest.mark.parametrize("form", ["array", "tuple", "dataset"])
 def test_label_free_fine_tuning_trains_on_the_teacher_alone(form):
-    import tensorflow as tf
-
     model = zoo.build("chain")  # not compiled: no loss is needed without labels
     x = zoo.sample_inputs(model, batch=32, seed=0)
     data = {"array": x, "tuple": (x,),

@@ -6,6 +6,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import prune_worker
 import singe_keras
@@ -417,8 +418,6 @@ def test_learning_rate_schedule_continues_across_rounds(given):
 
 
 def test_batchnorm_statistics_are_re_estimated_after_each_rebuild():
-    import tensorflow as tf
-
     model = _compiled()
     x, y = _data(model, 48)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
