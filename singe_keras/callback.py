@@ -125,7 +125,7 @@ class PruningCallback(keras.callbacks.Callback):
         pruning_events=4,
         start_epoch=0,
         frequency=1,
-        normalization="flops",
+        normalization=None,
         min_units=1,
         round_to=1,
         max_pruning_ratio=None,
@@ -134,6 +134,8 @@ class PruningCallback(keras.callbacks.Callback):
     ):
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
+        if normalization is None:
+            normalization = self.criterion.normalization
         allocation.check_options(
             target_flops, target_params, normalization, verbose, max_pruning_ratio,
             pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,

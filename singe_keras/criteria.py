@@ -74,6 +74,10 @@ class Criterion:
     #: `loss(y_true, y_pred)`); `None` means the model's compiled loss. Read
     #: only when `needs_loss`; `resolve_loss` turns it into a function.
     loss = None
+    #: The allocation normalization `prune` and `PruningCallback` use with
+    #: this criterion unless told otherwise: the best one measured for it
+    #: (README, "Criteria under a fair allocation").
+    normalization = "mean"
 
     def score(self, gated, data=None):
         """Returns the relevance of every unit, a `(num_units,)` NumPy array.
@@ -157,6 +161,7 @@ class IntegratedGradients(Criterion):
 
     needs_data = True
     needs_loss = True
+    normalization = "flops"
 
     def __init__(
         self,

@@ -45,7 +45,7 @@ def prune(
     final_epochs=0,
     batch_size=32,
     validation_data=None,
-    normalization="flops",
+    normalization=None,
     min_units=1,
     round_to=1,
     max_pruning_ratio=None,
@@ -99,7 +99,10 @@ def prune(
         normalization: how relevances are compared across groups: `"none"`,
             per group `"mean"`, `"max"`, `"sum"`, `"l2"`, `"gaussian"`, or
             `"flops"` (per FLOP saved); formulas in
-            `singe_keras.allocation.normalize`. Defaults to `"flops"`.
+            `singe_keras.allocation.normalize`. Defaults to `None`: the
+            criterion's own (`criterion.normalization`, the best measured
+            for it: `"flops"` for gradient criteria, `"mean"` for the
+            others).
         min_units: units every group keeps at least. Defaults to `1`.
         round_to: every group keeps a multiple of this many units.
             Defaults to `1`.
@@ -171,6 +174,7 @@ def prune(
     ```
     """
     criterion = criteria_lib.get(criterion)
+    normalization = criterion.normalization if normalization is None else normalization
     distillation = distillation_lib.get(distillation)
     allocation.check_options(
         target_flops, target_params, normalization, verbose, max_pruning_ratio, rounds=rounds,

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import prune_worker
 import singe_keras
+from singe_keras import criteria
 import zoo
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -436,3 +437,22 @@ def test_batchnorm_statistics_are_re_estimated_after_each_rebuild():
                 other = expected.get_layer(layer.name)
                 same = np.array_equal(layer.moving_variance, other.moving_variance)
                 assert same == (name == 2), layer.name
+
+
+@pytest.mark.parametrize("criterion, own", [("l1", "mean"), ("singe", "flops")])
+def test_default_normalization_is_the_criterion_s_own(criterion, own):
+    model = _compiled("residual")
+    data = _data(model)
+
+    def kept(**options):
+        _, report = singe_keras.prune(model, data, target_flops=0.5, criterion=criterion,
+                                      rounds=1, finetune_steps=0, return_report=True,
+                                      verbose=0, **options)
+        return {name: layer["kept_outputs"] for name, layer in report.layers.items()}
+
+    assert criteria.get(criterion).normalization == own
+    assert kept() == kept(normalization=own)
+    other = "flops" if own == "mean" else "mean"
+    assert kept() != kept(normalization=other)  # the default is not the other one
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion=criterion, data=data)
+    assert callback.normalization == own
