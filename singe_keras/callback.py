@@ -144,7 +144,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self.criterion.needs_data and data is None:
             raise ValueError(
                 f"The {self.criterion.name!r} criterion needs scoring data: pass "
-                "`data=(x, y)`, or use criterion='l1', 'l2', 'bn_scale' or 'random'."
+                f"`data=(x, y)`, or use a criterion that needs none ({criteria_lib.data_free()})."
             )
         self.target_flops, self.target_params = target_flops, target_params
         self.data = data
@@ -157,8 +157,6 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._events_done = 0
-        self._warned_of_missing_events = self._warn_of_missing_events(
-            self.params.get("epochs"))
         graph = graph_lib.CouplingGraph(self.model, self.ignored_layers)
         ignored = graph.ignored_layers
         unmaskable = _unmaskable_layers(graph)
@@ -179,6 +177,8 @@ class PruningCallback(keras.callbacks.Callback):
         )
         allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
                                    self.max_pruning_ratio, ignored)
+        self._warned_of_missing_events = self._warn_of_missing_events(
+            (self.params or {}).get("epochs"))
         self._graph, self._original = graph, original
         self._gated = GatedModel(graph)  # one per fit: scoring traces once
         self._masks = _install_masks(graph)

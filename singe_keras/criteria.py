@@ -528,8 +528,8 @@ def get(identifier):
     """Returns a `Criterion` from a name, a config dict, a class or an instance.
 
     Args:
-        identifier: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"group_l1"`,
-            `"group_l2"`, `"bn_scale"`, `"random"` (or a name registered
+        identifier: `"singe"`, `"taylor"`, `"fisher"`, `"l1"`, `"l2"`,
+            `"group_l1"`, `"group_l2"`, `"bn_scale"`, `"random"` (or a name registered
             with `register_criterion`), a dict `{"class_name": name,
             "config": {...}}`, a `Criterion` subclass, or a `Criterion`
             instance.
@@ -552,6 +552,11 @@ def get(identifier):
         "`criterion` must be a name, a config dict, a Criterion class or "
         f"instance. Received: criterion={identifier!r}"
     )
+
+
+def data_free():
+    """The names of the registered criteria that need no data, for messages."""
+    return ", ".join(repr(n) for n, c in sorted(_REGISTRY.items()) if not c.needs_data)
 
 
 def _lookup(name):

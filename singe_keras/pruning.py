@@ -84,9 +84,10 @@ def prune(
             FLOPs, or this absolute number (> 1) of FLOPs.
         target_params: likewise for parameters. At least one target is
             needed.
-        criterion: `"singe"`, `"taylor"`, `"l1"`, `"l2"`, `"group_l1"`,
-            `"group_l2"`, `"bn_scale"`, `"random"`, a config dict or a
-            `Criterion`. Defaults to `"singe"`.
+        criterion: `"singe"`, `"taylor"`, `"fisher"`, `"l1"`, `"l2"`,
+            `"group_l1"`, `"group_l2"`, `"bn_scale"`, `"random"`, a config
+            dict or a `Criterion` (e.g. `IntegratedGradients(path="random")`).
+            Defaults to `"singe"`.
         rounds: number of prune/fine-tune rounds. Defaults to `4`.
         finetune_steps: optimizer steps after each round. Defaults to `100`.
         final_epochs: epochs of fine-tuning after the last round.
@@ -189,8 +190,8 @@ def prune(
     if (criterion.needs_data or training) and dataset is None:
         raise ValueError(
             f"`dataset` is needed to score with {criterion.name!r} and to "
-            "fine-tune. Pass training data, or use criterion='l1', 'l2', "
-            "'bn_scale' or 'random' with finetune_steps=0 and final_epochs=0."
+            "fine-tune. Pass training data, or use a criterion that needs none "
+            f"({criteria_lib.data_free()}) with finetune_steps=0 and final_epochs=0."
         )
     labelled = True
     if dataset is not None:
@@ -198,11 +199,13 @@ def prune(
         labelled = data_lib.has_targets(dataset)
     if validation_data is not None:
         data_lib.check_data(validation_data, model, "validation_data")
-    if not labelled and distillation is None:
+    uses_teacher = not labelled and (training or criterion.needs_loss)
+    if uses_teacher and distillation is None:
         distillation = distillation_lib.Distillation()  # the only target there is
     compile_settings, optimizer_step = _compile_settings(
         model, optimizer, loss, metrics, training,
-        labelled and (training or (criterion.needs_loss and criterion.loss is None)),
+        validation_data is not None
+        or (labelled and (training or (criterion.needs_loss and criterion.loss is None))),
     )
     teacher = distillation_loss = None
     if distillation is not None:
@@ -210,7 +213,7 @@ def prune(
         distillation_lib.check_teacher(teacher, model)
         distillation_loss = distillation.loss(compile_settings["loss"])
     scoring_data, scoring_criterion = dataset, criterion
-    if not labelled:
+    if uses_teacher and criterion.needs_loss:
         scoring_data = data_lib.Labelled(dataset, distillation_lib.teacher_outputs(teacher))
         scoring_criterion = _with_loss(criterion, distillation_loss)
     # Fails now, with the smallest reachable costs, if the target is impossible.
@@ -299,7 +302,7 @@ def prune(
             _check_loss(logs, f"Round {round_index}/{rounds}")
         if validation_data is not None:
             logs.update(_evaluate(current, validation_data, batch_size))
-        cost = cost_lib.count_costs(current)
+        cost = cost_lib.count_costs(graph, plan)  # = the rebuilt model's, without re-tracing it
         entry = {
             "round": round_index,
             "flops": cost.flops,

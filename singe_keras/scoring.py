@@ -92,7 +92,7 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
             raise ValueError(
                 f"The {criterion.name!r} criterion needs scoring data `(x, y)`. "
                 "Pass `data=`, or use a criterion that needs none "
-                "('l1', 'l2', 'bn_scale', 'random')."
+                f"({criteria_lib.data_free()})."
             )
         data_lib.check_data(data, gated.graph.model)
     if criterion.needs_loss:

@@ -176,8 +176,8 @@ def test_label_free_fine_tuning_trains_on_the_teacher_alone(form):
         model, data, target_flops=0.5, rounds=2, finetune_steps=2, final_epochs=1,
         optimizer="sgd", distillation={"outputs": "logits"}, return_report=True, verbose=0)
     assert singe_keras.count_flops(pruned) <= 0.5 * singe_keras.count_flops(model)
-    assert all(np.isfinite(r["metrics"]["loss"]) for r in report.rounds)
-    assert set(report.rounds[-1]["metrics"]) == {"loss"}
+    assert all(np.isfinite(r["metrics"]["train_loss"]) for r in report.rounds)
+    assert set(report.rounds[-1]["metrics"]) == {"train_loss"}
 
 
 def test_inputs_only_data_is_refused_where_targets_are_needed():
