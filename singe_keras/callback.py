@@ -256,11 +256,7 @@ def _mask_targets(graph):
     The constraint attribute is `None` for a weight the optimizer does not
     train (a moving mean): its mask is applied at each pruning event only.
     """
-    seen = set()
-    for node in graph.nodes:
-        if id(node.layer) in seen:
-            continue
-        seen.add(id(node.layer))
+    for node in graph.layer_nodes():
         if (graph.unit_indices(node.outputs[0]) >= 0).any():
             for attribute, constraint, axis in node.handler.output_parameters(node.layer):
                 if getattr(node.layer, attribute, None) is not None:

@@ -357,15 +357,6 @@ class Fisher(Taylor):
         self.reduction = "square"
 
 
-def _layer_nodes(graph):
-    """The first traced call of every layer: a shared layer counts once."""
-    seen = set()
-    for node in graph.nodes:
-        if id(node.layer) not in seen:
-            seen.add(id(node.layer))
-            yield node
-
-
 def _per_unit(graph, per_node, combine):
     """Folds per-channel values of traced layers into per-unit values.
 
@@ -374,7 +365,7 @@ def _per_unit(graph, per_node, combine):
     no layer gives a value to are `nan`.
     """
     sums, counts = np.zeros(graph.num_units), np.zeros(graph.num_units)
-    for node in _layer_nodes(graph):
+    for node in graph.layer_nodes():
         values = per_node(node)
         if values is None:
             continue
@@ -457,7 +448,7 @@ class BatchNormScale(Criterion):
 def _group_magnitude(graph, p):
     """Per unit, the mean over its coupled parameter slices of sum(|w|**p)."""
     sums, members = np.zeros(graph.num_units), np.zeros(graph.num_units)
-    for node in _layer_nodes(graph):
+    for node in graph.layer_nodes():
         handler, layer = node.handler, node.layer
         slices = [(node.outputs[0], w) for w in (handler.output_weights(layer),
                                                  handler.channel_scale(layer)) if w is not None]

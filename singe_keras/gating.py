@@ -42,7 +42,7 @@ class GatedModel(keras.Model):
     def __init__(self, graph, name=None):
         super().__init__(name=name or f"{graph.model.name}_gated")
         self.graph = graph
-        self.traced_layers = list({id(n.layer): n.layer for n in graph.nodes}.values())
+        self.traced_layers = [n.layer for n in graph.layer_nodes()]
         self.gates = self.add_weight(
             shape=(graph.num_units,),
             initializer="ones",

@@ -559,6 +559,13 @@ class CouplingGraph:
         kept[~kept] = kept_units[units[~kept]]
         return np.flatnonzero(kept)
 
+    def layer_nodes(self):
+        """The first traced call of every layer: a shared layer counts once."""
+        first = {}
+        for node in self.nodes:
+            first.setdefault(id(node.layer), node)
+        return list(first.values())
+
     def consumers(self, tensor):
         """The traced nodes that read a tensor."""
         return [n for n in self.nodes if tensor in n.inputs]

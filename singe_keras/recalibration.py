@@ -36,7 +36,7 @@ class BatchNormStatistics(keras.Model):
     def __init__(self, graph, layers, name=None):
         super().__init__(name=name or f"{graph.model.name}_batchnorm_statistics")
         self.graph = graph
-        self.traced_layers = list({id(n.layer): n.layer for n in graph.nodes}.values())
+        self.traced_layers = [n.layer for n in graph.layer_nodes()]
         self._normalized = {id(layer) for layer in layers}
         self.calls = [n for n in graph.nodes if id(n.layer) in self._normalized]
 

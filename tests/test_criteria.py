@@ -42,7 +42,8 @@ def test_group_path_is_complete(name):
     errors = {}
     for steps in (2, 64):
         scores = singe_keras.score(
-            gated, (x, y), criteria.IntegratedGradients(steps=steps, reduction="signed")
+            gated, (x, y),
+            criteria.IntegratedGradients(steps=steps, path="group", reduction="signed"),
         )
         errors[steps] = []
         for group in graph.groups:
@@ -168,7 +169,8 @@ def test_taylor_is_the_one_step_left_point_integral():
     data = _data(model)
     taylor = singe_keras.score(model, data, "taylor").flat()
     one_step = singe_keras.score(
-        model, data, criteria.IntegratedGradients(steps=1, rule="left")
+        model, data,
+        criteria.IntegratedGradients(steps=1, path="group", reduction="abs", rule="left"),
     ).flat()
     np.testing.assert_array_equal(taylor, one_step)
 
@@ -304,7 +306,7 @@ def test_scoring_traces_once():
     model = _compiled("residual")
     x, y = _data(model, n=13)
     gated = singe_keras.GatedModel(singe_keras.trace(model))
-    criterion = criteria.IntegratedGradients(steps=8, batch_size=8, samples=13)
+    criterion = criteria.IntegratedGradients(steps=8, batch_size=8, samples=13, path="group")
     first = singe_keras.score(gated, (x, y), criterion).flat()
     second = singe_keras.score(gated, (x, y), criterion).flat()
     step = gate_gradients.attribution_step(gated, criteria.resolve_loss(None, model))
@@ -330,7 +332,7 @@ class _Batches(keras.utils.PyDataset):
 def test_every_data_format_gives_the_same_scores():
     model = _compiled("chain")
     x, y = _data(model, n=24)
-    criterion = criteria.IntegratedGradients(steps=2, samples=20, batch_size=8)
+    criterion = criteria.IntegratedGradients(steps=2, samples=20, batch_size=8, path="group")
     reference = singe_keras.score(model, (x[:20], y[:20]), criterion).flat()
     formats = [
         (x, y),
@@ -349,7 +351,7 @@ def test_zero_sample_weight_removes_a_sample():
     x, y = _data(model, n=8)
     weights = np.ones(8, "float32")
     weights[3:] = 0.0
-    criterion = criteria.IntegratedGradients(steps=2, reduction="signed", samples=8)
+    criterion = criteria.IntegratedGradients(steps=2, path="group", reduction="signed", samples=8)
     weighted = singe_keras.score(model, (x, y, weights), criterion).flat()
     subset = singe_keras.score(model, (x[:3], y[:3]), criterion).flat()
     # Weights scale each sample's loss; weight-0 samples leave the mean.
