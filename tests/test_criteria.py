@@ -316,19 +316,6 @@ def test_scoring_traces_once():
     np.testing.assert_array_equal(first, second)
 
 
-class _Batches(keras.utils.PyDataset):
-    def __init__(self, x, y, size):
-        super().__init__()
-        self.x, self.y, self.size = x, y, size
-
-    def __len__(self):
-        return -(-len(self.x) // self.size)
-
-    def __getitem__(self, index):
-        part = slice(index * self.size, (index + 1) * self.size)
-        return self.x[part], self.y[part]
-
-
 def test_every_data_format_gives_the_same_scores():
     model = _compiled("chain")
     x, y = _data(model, n=24)
@@ -338,7 +325,7 @@ def test_every_data_format_gives_the_same_scores():
         (x, y),
         (x, y, np.ones(len(x), "float32")),
         tf.data.Dataset.from_tensor_slices((x, y)).batch(5),
-        _Batches(x, y, 7),
+        zoo.Batches(x, y, 7),
     ]
     for data in formats:
         np.testing.assert_allclose(

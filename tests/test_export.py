@@ -196,17 +196,10 @@ def test_representative_dataset_takes_the_forms_prune_takes(form, tmp_path):
     x = zoo.sample_inputs(model, batch=32)
     y = np.zeros(len(x), "int64")
 
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 4
-
-        def __getitem__(self, index):
-            return x[8 * index : 8 * index + 8], y[8 * index : 8 * index + 8]
-
     data = {
         "arrays": (x, y),
         "dataset": tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
-        "py_dataset": Batches(),
+        "py_dataset": zoo.Batches(x, y, 8),
     }[form]
     result = singe_keras.export_tflite(model, tmp_path / "q.tflite", quantization="int8",
                                        representative_dataset=data)

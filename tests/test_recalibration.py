@@ -62,17 +62,10 @@ def test_every_data_form_gives_the_same_statistics(form):
     x = zoo.sample_inputs(model, batch=24, seed=3)
     y = np.zeros(len(x), "int64")
 
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 3
-
-        def __getitem__(self, index):
-            return x[8 * index : 8 * index + 8], y[8 * index : 8 * index + 8]
-
     data = {
         "dataset": tf.data.Dataset.from_tensor_slices((x, y)).batch(8),
         "dataset_of_inputs": tf.data.Dataset.from_tensor_slices(x).batch(8),
-        "pydataset": Batches(),
+        "pydataset": zoo.Batches(x, y, 8),
         "tuple": (x, y),
     }[form]
     singe_keras.recalibrate_batchnorm(model, data, batches=20, batch_size=8)

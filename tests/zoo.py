@@ -485,3 +485,18 @@ def keras_hub_classifier(name, seed=0):
     x = L.GlobalAveragePooling2D(name="pool")(KERAS_HUB[name]()(inputs))
     model = keras.Model(inputs, L.Dense(4, name="head")(x), name=f"keras_hub_{name}")
     return randomize_statistics(model, seed)
+
+
+class Batches(keras.utils.PyDataset):
+    """`(x, y)` in batches of `size` rows: data in the `PyDataset` form."""
+
+    def __init__(self, x, y, size):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, index):
+        part = slice(index * self.size, (index + 1) * self.size)
+        return self.x[part], self.y[part]
