@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from singe_keras import allocation
+from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
@@ -377,22 +378,13 @@ def strip(model):
 
 
 def _compile_like(small, model):
-    """Compiles `small` with `model`'s settings and a fresh optimizer."""
-    config = dict(model.get_compile_config())
-    config.pop("loss", None)  # the live object: a lambda or custom loss survives
-    config.pop("optimizer", None)
+    """Compiles `small` as `model` is: its loss and metrics, a fresh optimizer."""
     try:
-        settings = keras.saving.deserialize_keras_object(config)
-    except (TypeError, ValueError) as error:
+        settings, step = compiling.compile_settings(model, None, None, None, False, False)
+    except ValueError as error:
         warnings.warn(
-            f"strip returns an uncompiled model: the compiled metrics cannot be "
-            f"rebuilt ({error}). Compile it yourself.",
+            f"strip returns an uncompiled model: {error} Compile it yourself.",
             stacklevel=3,
         )
         return
-    optimizer = model.optimizer
-    small.compile(
-        optimizer=optimizer.__class__.from_config(optimizer.get_config()),
-        loss=model.loss,
-        **settings,
-    )
+    compiling.compile_fresh(small, settings, step)

@@ -19,6 +19,7 @@ import numpy as np
 
 from singe_keras import allocation
 from singe_keras import checkpoint as checkpoint_lib
+from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
@@ -202,7 +203,7 @@ def prune(
     uses_teacher = not labelled and (training or criterion.needs_loss)
     if uses_teacher and distillation is None:
         distillation = distillation_lib.Distillation()  # the only target there is
-    compile_settings, optimizer_step = _compile_settings(
+    compile_settings, optimizer_step = compiling.compile_settings(
         model, optimizer, loss, metrics, training,
         validation_data is not None
         or (labelled and (training or (criterion.needs_loss and criterion.loss is None))),
@@ -251,13 +252,13 @@ def prune(
     else:
         current, report, first_round = state
         logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
-    _compile(current, compile_settings, optimizer_step)
+    compiling.compile_fresh(current, compile_settings, optimizer_step)
     if state is None and validation_data is not None:
         report.original["metrics"] = _named(_evaluate(current, validation_data, batch_size))
 
     def trainer(step):
         """`current`, compiled to continue the schedule at `step`, or its distiller."""
-        optimizer = _compile(current, compile_settings, optimizer_step + step)
+        optimizer = compiling.compile_fresh(current, compile_settings, optimizer_step + step)
         if distillation is None:
             return current
         alpha = distillation.alpha if labelled else 0.0
@@ -348,98 +349,6 @@ def _with_loss(criterion, loss):
     if criterion.needs_loss and criterion.loss is None:
         return type(criterion).from_config({**criterion.get_config(), "loss": loss})
     return criterion
-
-
-@keras.saving.register_keras_serializable(package="singe_keras")
-class ContinuedSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A learning-rate schedule `offset` steps on: step 0 is `schedule`'s step `offset`.
-
-    Each round of `prune` fine-tunes with a fresh optimizer (the model has
-    new, smaller weights), whose step count starts at 0; this keeps its
-    schedule where the previous round left it.
-
-    Args:
-        schedule: a `keras.optimizers.schedules.LearningRateSchedule`.
-        offset: the steps already taken.
-    """
-
-    def __init__(self, schedule, offset):
-        self.schedule, self.offset = schedule, int(offset)
-
-    def __call__(self, step):
-        return self.schedule(step + self.offset)
-
-    def get_config(self):
-        return {"schedule": keras.saving.serialize_keras_object(self.schedule),
-                "offset": self.offset}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["offset"])
-
-
-def _compile_settings(model, optimizer, loss, metrics, training, needs_loss):
-    """What each rebuilt model is compiled with, and the optimizer's step count.
-
-    The loss and metrics stay the live objects (a custom function or a lambda
-    survives); the optimizer is kept as a config, so that every rebuilt
-    model gets a fresh one, and its step count (`iterations`) as where its
-    learning-rate schedule continues.
-
-    Raises:
-        ValueError: if the loss (`needs_loss`) or the optimizer (`training`)
-            is missing.
-    """
-    config = dict(model.get_compile_config() or {}) if model.compiled else {}
-    loss = loss if loss is not None else (model.loss if model.compiled else None)
-    optimizer = optimizer if optimizer is not None else (
-        model.optimizer if model.compiled else None)
-    config.pop("loss", None)
-    config.pop("optimizer", None)
-    if metrics is not None:
-        config.pop("metrics", None)
-    try:
-        settings = keras.saving.deserialize_keras_object(config)
-    except (TypeError, ValueError) as error:
-        raise ValueError(
-            "The model's compiled metrics cannot be rebuilt for the pruned "
-            f"model ({error}). Pass `metrics=` explicitly."
-        ) from error
-    if metrics is not None:
-        settings["metrics"] = metrics
-    settings["loss"] = loss
-    optimizer = keras.optimizers.get(optimizer) if optimizer else None
-    settings["optimizer"] = keras.optimizers.serialize(optimizer) if optimizer else None
-    step = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer else 0
-    if needs_loss and loss is None:
-        raise ValueError(
-            "Scoring with gradients and fine-tuning need a loss: compile the "
-            "model (`model.compile(optimizer=..., loss=...)`) or pass `loss=`."
-        )
-    if training and optimizer is None:
-        raise ValueError(
-            "Fine-tuning needs an optimizer: compile the model or pass "
-            "`optimizer=` (or set finetune_steps=0 and final_epochs=0)."
-        )
-    return settings, step
-
-
-def _compile(model, settings, step):
-    """Compiles `model` with a fresh optimizer whose schedule continues at `step`.
-
-    Returns:
-        The optimizer, or `None` if there is nothing to compile with.
-    """
-    if settings["loss"] is None and settings["optimizer"] is None:
-        return None  # nothing to compile with: pruning without data or training
-    optimizer = keras.optimizers.get(settings["optimizer"] or "sgd")
-    config = optimizer.get_config()
-    if isinstance(config.get("learning_rate"), dict):  # a LearningRateSchedule
-        schedule = keras.saving.deserialize_keras_object(config["learning_rate"])
-        optimizer = type(optimizer).from_config(
-            {**config, "learning_rate": ContinuedSchedule(schedule, step)})
-    model.compile(**{**settings, "optimizer": optimizer})
-    return optimizer
 
 
 def _round_stream(dataset, round_index, steps, batch_size, seed):
