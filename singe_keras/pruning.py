@@ -103,8 +103,10 @@ def prune(
             `"flops"` (per FLOP saved); formulas in
             `singe_keras.allocation.normalize`. Defaults to `None`: the
             criterion's own (`criterion.normalization`, the best measured
-            for it: `"flops"` for gradient criteria, `"mean"` for the
-            others).
+            for it on average: `"mean"`, or `"gaussian"` for `"l2"` and
+            `"group_l1"`). `"flops"` did better for gradient criteria on
+            residual networks and far worse on a plain chain (README,
+            "Criteria under a fair allocation").
         min_units: units every group keeps at least. Defaults to `1`.
         round_to: every group keeps a multiple of this many units.
             Defaults to `1`.
