@@ -459,10 +459,13 @@ class ReshapeHandler(LayerHandler):
     def passes_channels(self, layer, call):
         return call.output_shapes[0][-1] == call.input_shapes[0][-1]
 
+    #: The config key of the target shape.
+    shape_key = "target_shape"
+
     def rebuild_config(self, layer, call, config, in_keep, out_keep):
-        target = list(config["target_shape"])
+        target = list(config[self.shape_key])
         target[-1] = len(out_keep[0]) if target[-1] != -1 else -1
-        config["target_shape"] = tuple(target)
+        config[self.shape_key] = tuple(target)
         return config
 
 
@@ -916,11 +919,7 @@ def _item_requirement(layer, call):
 class ReshapeOperationHandler(ReshapeHandler):
     """`keras.ops.reshape`: as the `Reshape` layer, with the batch axis in `newshape`."""
 
-    def rebuild_config(self, layer, call, config, in_keep, out_keep):
-        shape = list(config["newshape"])
-        shape[-1] = len(out_keep[0]) if shape[-1] != -1 else -1
-        config["newshape"] = tuple(shape)
-        return config
+    shape_key = "newshape"
 
 
 class ContractionHandler(BarrierHandler):
