@@ -1,0 +1,132 @@
+"""Accuracy recovery (issue 12): pruned and fine-tuned vs the unpruned model fine-tuned.
+
+The best-trained ResNet-20 of ../shared/models (85.1%) is pruned by
+`singe_keras.prune` to 50% and 35% of its FLOPs in 4 rounds of 100
+optimizer steps and one final epoch (batch 64, random flips: the CIFAR-10
+benchmark's budget, 1,182 steps), and every row gets the same budget and the
+same fine-tuning optimizer: SGD, Nesterov momentum 0.9, learning rate 0.01
+cosine-decayed to 0 over the 1,182 steps (the model's own compiled optimizer
+is at the end of its schedule, 5e-4). Rows:
+
+- control: the unpruned model fine-tuned for the same 1,182 steps;
+- singe with and without BatchNorm re-estimation (`recalibration_batches` 20
+  or 0) and with and without distillation from the unpruned model;
+- taylor and l1 with the full recovery (re-estimation and distillation);
+- label-free singe: inputs only, so scoring and fine-tuning are distillation.
+
+Gradient criteria score 64 training images per round. Each seed changes
+the data order (so the scoring images) and Keras's seeds. Top-1 on all
+10,000 test images. Results go to benchmarks/results/recovery_resnet20.json
+after every run (an interrupted run resumes). Rows run seed by seed, the
+50% target first.
+
+    python benchmarks/recovery.py                       # everything (~7 h on 2 cores)
+    python benchmarks/recovery.py --rows control,singe_bn_kd --targets 0.5 --seeds 0
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import cifar10_data  # noqa: E402
+
+LONG_MODEL = os.path.join(cifar10_data.SHARED, "models", "resnet20_cifar10_long.keras")
+LEARNING_RATE = 0.01
+SCORING_SAMPLES = 64
+# row: (criterion, BatchNorm re-estimation, distillation, labels)
+ROWS = {
+    "singe_bn_kd": ("singe", True, True, True),
+    "taylor_bn_kd": ("taylor", True, True, True),
+    "l1_bn_kd": ("l1", True, True, True),
+    "singe_bn": ("singe", True, False, True),
+    "singe_kd": ("singe", False, True, True),
+    "singe": ("singe", False, False, True),
+    "singe_label_free_kd": ("singe", True, True, False),
+}
+
+
+def criterion_config(name, seed):
+    if name == "singe":
+        return {"class_name": "singe", "config": {"samples": SCORING_SAMPLES, "seed": seed}}
+    if name == "taylor":
+        return {"class_name": "taylor", "config": {"samples": SCORING_SAMPLES}}
+    return name
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=",".join(["control", *ROWS]))
+    parser.add_argument("--targets", default="0.5,0.35")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--data", default=cifar10_data.SHARED_DATA)
+    parser.add_argument("--model", default=LONG_MODEL)
+    parser.add_argument("--output", default=os.path.join(
+        os.path.dirname(__file__), "results", "recovery_resnet20.json"))
+    args = parser.parse_args()
+    cifar10_data.quiet_tensorflow()
+
+    import keras
+
+    import singe_keras
+    from cifar10 import (BATCH, FINAL_EPOCHS, FINETUNE_STEPS, ROUNDS, Results, accuracy,
+                         training_dataset)
+    from singe_keras import criteria
+
+    results = Results(args.output)
+    train = cifar10_data.load_split(args.data, "train")
+    test = cifar10_data.load_split(args.data, "test")
+    baseline = keras.models.load_model(args.model)
+    steps = ROUNDS * FINETUNE_STEPS + FINAL_EPOCHS * -(-len(train[0]) // BATCH)
+
+    def optimizer():
+        schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+
+    if results.get("recovery", "baseline") is None:
+        results.put("recovery", "baseline", {
+            "test_accuracy": accuracy(baseline, *test), "finetune_steps_per_row": steps})
+    rows = args.rows.split(",")
+    for seed in map(int, args.seeds.split(",")):
+        keys = [f"control/seed{seed}"] if "control" in rows else []
+        keys += [f"{row}/flops{target}/seed{seed}"
+                 for target in args.targets.split(",") for row in rows if row != "control"]
+        for key in keys:
+            if results.get("recovery", key) is not None:
+                continue
+            keras.utils.set_random_seed(seed)
+            data = training_dataset(train, seed)
+            started = time.perf_counter()
+            if key.startswith("control/"):
+                model = keras.models.clone_model(baseline)
+                model.set_weights(baseline.get_weights())
+                model.compile(optimizer(), baseline.loss)
+                model.fit(data.repeat(), steps_per_epoch=steps, epochs=1, verbose=2)
+                results.put("recovery", key, {
+                    "test_accuracy": accuracy(model, *test), "flops_ratio": 1.0,
+                    "seconds": time.perf_counter() - started})
+                continue
+            row, target = key.split("/")[0], float(key.split("/")[1][len("flops"):])
+            name, recalibrate, distill, labels = ROWS[row]
+            criterion = criteria.get(criterion_config(name, seed))
+            pruned, report = singe_keras.prune(
+                baseline, data if labels else data.map(lambda x, y: x),
+                target_flops=target, criterion=criterion, rounds=ROUNDS,
+                finetune_steps=FINETUNE_STEPS, final_epochs=FINAL_EPOCHS, batch_size=BATCH,
+                optimizer=optimizer(), recalibration_batches=20 if recalibrate else 0,
+                distillation=True if distill else None, seed=seed, verbose=1,
+                return_report=True,
+            )
+            results.put("recovery", key, {
+                "criterion": criteria.serialize(criterion),
+                "test_accuracy": accuracy(pruned, *test),
+                "flops_ratio": singe_keras.count_flops(pruned) / singe_keras.count_flops(baseline),
+                "params": pruned.count_params(),
+                "scoring_seconds": sum(r.get("scoring_seconds", 0) for r in report.rounds),
+                "seconds": time.perf_counter() - started,
+            })
+
+
+if __name__ == "__main__":
+    main()
