@@ -1,0 +1,86 @@
+"""The table of recovery.py's JSON: every row at every target, against the control.
+
+    python benchmarks/recovery_report.py benchmarks/results/recovery_resnet20.json
+
+Writes a Markdown file next to the JSON: top-1 mean ± std over the seeds
+that finished (with the seed count and each seed's value), and the gap to
+the control (the unpruned model fine-tuned with the same budget).
+"""
+
+import collections
+import json
+import sys
+
+import numpy as np
+
+from criteria_grid_report import summary
+from recovery import ROWS
+
+
+def description(row):
+    name, recalibrate, distill, labels = ROWS[row]
+    recovery = [text for text, on in (("BN re-estimation", recalibrate),
+                                      ("distillation", distill)) if on]
+    return ", ".join([name] + ([] if labels else ["label-free (inputs only)"])
+                     + (recovery or ["neither BN re-estimation nor distillation"]))
+
+
+def report(results):
+    runs = results["recovery"]
+    cells = collections.defaultdict(dict)  # (row, target) -> {seed: accuracy}
+    for key, value in runs.items():
+        if key == "baseline":
+            continue
+        parts = key.split("/")
+        target = "control" if parts[0] == "control" else parts[1][len("flops"):]
+        cells[parts[0], target][parts[-1]] = value["test_accuracy"]
+    control = cells.get(("control", "control"), {})
+    targets = sorted({t for _, t in cells if t != "control"}, key=float, reverse=True)
+    environment = results["environment"]
+    lines = [
+        "# Accuracy recovery: ResNet-20 (30 epochs, 85.1%) pruned and fine-tuned",
+        "",
+        f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
+        f"images. Every row: {runs['baseline']['finetune_steps_per_row']} optimizer steps "
+        "(4 rounds x 100 + 1 epoch, batch 64), SGD Nesterov 0.9, lr 0.01 cosine to 0. "
+        "Mean ± std over the seeds that finished (n); per-seed values after n; "
+        "gap = mean - the control's mean.",
+        "",
+        f"Command (`cd benchmarks`): `{environment['command']}` "
+        f"(commit {environment['git_commit'][:7]})",
+        "",
+        "| row | " + " | ".join(f"{float(t):.0%} FLOPs | gap" for t in targets) + " |",
+        "|---" * (2 * len(targets) + 1) + "|",
+    ]
+
+    def cell(values):
+        if not values:
+            return ["", ""]
+        ordered = [values[k] for k in sorted(values)]
+        seeds = ", ".join(f"{100 * v:.2f}" for v in ordered)
+        gap = (f"{100 * (np.mean(ordered) - np.mean(list(control.values()))):+.2f}"
+               if control else "")
+        return [f"{summary(ordered)} (n={len(ordered)}: {seeds})", gap]
+
+    if control:
+        lines.append("| control: unpruned, fine-tuned | " + " | ".join(
+            cell(control)[0] + " | 0" for _ in targets) + " |")
+    for row in ROWS:
+        if any((row, t) in cells for t in targets):
+            lines.append(f"| {description(row)} | " + " | ".join(
+                " | ".join(cell(cells.get((row, t), {}))) for t in targets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    path = sys.argv[1]
+    with open(path) as f:
+        results = json.load(f)
+    text = report(results)
+    with open(path.replace(".json", ".md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
