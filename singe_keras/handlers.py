@@ -15,6 +15,9 @@ questions about one layer:
    some input and output channels are removed.
 4. `macs`: multiply-accumulates of one call (FLOPs = 2 x MACs).
 
+A layer may also have *hidden* units, on no tensor (`hidden_units`: the heads
+of `MultiHeadAttention`), which it gates itself (`gated_call`).
+
 Keras operations on symbolic tensors (`x + 3.0`, `keras.ops.pad(x, ...)`)
 are graph nodes too, with handlers keyed by their `keras.Operation` class.
 
@@ -33,14 +36,18 @@ import numpy as np
 class LayerCall(NamedTuple):
     """The static shapes of one call of a layer (batch axis first).
 
-    For a Keras operation (`x + 3.0`, `keras.ops.pad(x, ...)`), `arguments`
-    holds the call's `(args, kwargs)` with each input tensor replaced by an
-    `OperationInput`; it is `None` for layers.
+    `arguments` holds the call's `(args, kwargs)` with each input tensor
+    replaced by an `OperationInput` (which of a layer's inputs is its
+    `key`, which its `attention_mask`; the other arguments of a Keras
+    operation such as `keras.ops.pad(x, ...)`). `hidden_sizes` holds the
+    number of hidden units per hidden axis (`LayerHandler.hidden_units`):
+    the heads a call of `MultiHeadAttention` keeps.
     """
 
     input_shapes: list
     output_shapes: list
     arguments: tuple = None
+    hidden_sizes: tuple = ()
 
 
 class UnsupportedLayerError(ValueError):
@@ -100,6 +107,26 @@ class LayerHandler:
         """
         return [inputs[0]]
 
+    def hidden_units(self, layer, call):
+        """The sizes of the layer's hidden unit axes: units on no tensor.
+
+        An attention layer's heads are units that no input or output channel
+        carries. Each hidden axis is a coupling group of its own; the gated
+        model gates it inside the layer (`gated_call`), and `rebuild_config`
+        and `slice_weights` find its kept units after the outputs' in
+        `out_keep`. Defaults to none.
+        """
+        return ()
+
+    def gated_call(self, layer, gates, *args, **kwargs):
+        """Calls `layer` with its hidden units scaled by `gates`.
+
+        Only for layers with `hidden_units`. `gates` holds one tensor per
+        hidden axis, of shape `(units,)` or, one row per sample,
+        `(batch, units)`; the call's own arguments follow.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no hidden units to gate")
+
     def is_source(self, layer, call):
         """Whether an output channel can be non-zero when its inputs are zero."""
         return False
@@ -116,12 +143,18 @@ class LayerHandler:
             call: the `LayerCall` of one of its calls.
             config: a copy of `layer.get_config()`, free to modify.
             in_keep: per input tensor, the indices of its kept channels.
-            out_keep: per output tensor, the indices of its kept channels.
+            out_keep: per output tensor, the indices of its kept channels,
+                then per hidden axis (`hidden_units`) its kept units.
         """
         return config
 
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
-        """Returns the weights (`{name: array}`) restricted to the kept channels."""
+        """Returns the weights restricted to the kept channels.
+
+        `weights` is `{name: array}`, each name the weight's path inside the
+        layer (`"kernel"`; `"query/kernel"` in a layer with sublayers);
+        `in_keep` and `out_keep` are as in `rebuild_config`.
+        """
         return weights
 
     def rebuild_arguments(self, layer, call, in_keep, out_keep):
@@ -143,6 +176,14 @@ class LayerHandler:
         no new units.
         """
         return None
+
+    def hidden_weights(self, layer):
+        """Per hidden axis, the weights of each hidden unit, units on the last axis.
+
+        Magnitude criteria read them (an attention head's projection
+        kernels). An empty list for layers without hidden units.
+        """
+        return []
 
     def input_weights(self, layer):
         """The weights that read each input channel, input channels on the last axis.
@@ -720,7 +761,12 @@ class BarrierHandler(LayerHandler):
 
 
 class OperationInput:
-    """Stands for the `index`-th input tensor in an operation's arguments."""
+    """Stands for the `index`-th input tensor in a call's `LayerCall.arguments`.
+
+    `singe_keras.handlers.fill_arguments(call.arguments, values)` puts
+    `values[index]` in its place: a handler reads which input is which
+    (`call.input_shapes` as values), or calls an operation on new inputs.
+    """
 
     def __init__(self, index):
         self.index = index
@@ -943,31 +989,121 @@ class ContractionHandler(BarrierHandler):
         return outputs * call.input_shapes[0][-1]  # matmul: (..., n, k) @ (..., k, m)
 
 
-class MultiHeadAttentionHandler(BarrierHandler):
-    """`keras.layers.MultiHeadAttention`: a barrier whose MACs are counted.
+class MultiHeadAttentionHandler(LayerHandler):
+    """`keras.layers.MultiHeadAttention`: its units are its heads.
 
-    Heads are not pruned (yet); the cost is the four projections and the two
-    products of attention, `QK^T` and `AV`, so that FLOPs targets are honest
-    for transformers.
+    A head is the slice of the query, key and value projections (kernels
+    `(dim, num_heads, head_dim)`, biases `(num_heads, head_dim)`) and the rows
+    of the output projection (kernel `(num_heads, head_dim, *output_shape)`)
+    that belong to it. Heads live on no tensor: they are the layer's hidden
+    units (`hidden_units`), gated on each head's attention output before the
+    output projection (`gated_call`), and the rebuilt layer has fewer
+    `num_heads`. The query, key, value and output channels are fixed: in a
+    transformer they are the residual width, which stays whole. The cost is
+    the four projections and the two products of attention, `QK^T` and `AV`,
+    so that FLOPs targets are honest for transformers; removing a head
+    removes its share of all six.
+
+    Calls that return the attention scores (their head axis is not the last)
+    and gated attention (`use_gate=True`) are barriers whose MACs are counted.
     """
 
-    def __init__(self):
-        super().__init__("attention heads are not pruned")
-        self.costed = True
+    _HEAD_WEIGHTS = ("query", "key", "value")  # heads on axis -2 of kernel and bias
+
+    def check(self, layer, call):
+        if len(call.output_shapes) > 1:
+            raise UnsupportedLayerError(
+                "return_attention_scores=True: the scores' head axis is not the "
+                "channel axis, so heads are not pruned"
+            )
+        if layer.get_config().get("use_gate"):
+            raise UnsupportedLayerError("use_gate=True: gated attention heads are not pruned")
+
+    def propagate(self, layer, call, inputs, tracer):
+        for labels in inputs:
+            tracer.fix(labels)
+        return [tracer.new_fixed(channel_count(call.output_shapes[0]))]
+
+    def hidden_units(self, layer, call):
+        return (layer.num_heads,)
+
+    def is_source(self, layer, call):
+        return True
+
+    def passes_channels(self, layer, call):
+        return False
+
+    def gated_call(self, layer, gates, query, value, key=None, query_mask=None,
+                   value_mask=None, key_mask=None, attention_mask=None,
+                   return_attention_scores=False, training=None, use_causal_mask=False):
+        # `MultiHeadAttention.call` with each head's output scaled by its gate
+        # before the output projection. Keras masks are not used in traced
+        # graphs; the masks are combined as `call` does, through the layer's
+        # own (private) mask and attention methods, so that the gated layer
+        # computes what the layer computes.
+        mask = layer._compute_attention_mask(
+            query, value, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask,
+        )
+        heads, _ = layer._compute_attention(
+            layer.query_dense(query),
+            layer.key_dense(value if key is None else key),
+            layer.value_dense(value),
+            mask,
+            training,
+        )
+        gate = keras.ops.cast(gates[0], heads.dtype)  # (num_heads,) or (batch, num_heads)
+        if len(gate.shape) == 2:
+            gate = keras.ops.reshape(gate, (-1,) + (1,) * (len(heads.shape) - 3) + (gate.shape[-1],))
+        return layer.output_dense(heads * keras.ops.expand_dims(gate, -1))
+
+    def hidden_weights(self, layer):
+        kernels = [np.moveaxis(keras.ops.convert_to_numpy(getattr(layer, name).kernel), -2, -1)
+                   for name in ("query_dense", "key_dense", "value_dense")]
+        kernels.append(np.moveaxis(keras.ops.convert_to_numpy(layer.output_dense.kernel), 0, -1))
+        return [np.concatenate([k.reshape(-1, layer.num_heads) for k in kernels])]
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config["num_heads"] = len(out_keep[-1])
+        return config
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        heads = out_keep[-1]
+        sliced = {}
+        for name, w in weights.items():
+            projection = name.split("/")[0]
+            if projection in self._HEAD_WEIGHTS:
+                sliced[name] = np.take(w, heads, axis=-2)
+            elif name == "attention_output/kernel":
+                sliced[name] = w[heads]
+            else:
+                sliced[name] = w
+        return sliced
 
     def macs(self, layer, call):
-        query, value = call.input_shapes[0], call.input_shapes[1]
-        key = call.input_shapes[2] if len(call.input_shapes) > 2 else value
-        heads, key_dim = layer.num_heads, layer.key_dim
-        value_dim = layer.value_dim or key_dim
+        shapes = fill_arguments(call.arguments, call.input_shapes)
+        shapes = _bind_arguments(("query", "value", "key"), shapes)
+        query, value = shapes["query"], shapes["value"]
+        key = shapes.get("key") or value
+        heads = call.hidden_sizes[0] if call.hidden_sizes else layer.num_heads
+        key_dim, value_dim = layer.key_dim, layer.value_dim
         target, source = _spatial_size(query), _spatial_size(value)
         projections = (
             target * query[-1] * heads * key_dim
             + source * key[-1] * heads * key_dim
             + source * value[-1] * heads * value_dim
-            + target * heads * value_dim * call.output_shapes[0][-1]
+            + target * heads * value_dim * math.prod(call.output_shapes[0][len(query) - 1:])
         )
         return projections + heads * target * source * (key_dim + value_dim)
+
+
+def _bind_arguments(names, arguments):
+    """`{name: value}` of a call's leading positional or keyword arguments."""
+    args, kwargs = arguments
+    bound = dict(zip(names, args))
+    bound.update((name, kwargs[name]) for name in names if kwargs.get(name) is not None)
+    return bound
 
 
 def _einsum_summed_size(subscripts, input_shapes):
