@@ -629,6 +629,47 @@ class DenseHandler(ProducerHandler):
         return positions * call.input_shapes[0][-1] * call.output_shapes[0][-1]
 
 
+class EinsumDenseHandler(DenseHandler):
+    """`EinsumDense` that works as a `Dense` on the last axis: `"abc,cd->abd"`.
+
+    The kernel is `(input channels, units)`, every other axis of the input
+    passes to the output, and a bias (if any) is on the units. Other
+    equations (attention's per-head projections) move or split axes: the
+    layer is then a barrier, whose MACs are still counted.
+    """
+
+    @staticmethod
+    def _is_dense(layer):
+        operands, _, output = layer.equation.replace(" ", "").partition("->")
+        source, _, kernel = operands.partition(",")
+        return (
+            len(kernel) == 2 and source[:-1] == output[:-1]
+            and source[-1:] == kernel[:1] and output[-1:] == kernel[1:]
+            and kernel[0] not in output and layer.bias_axes in (None, kernel[1])
+        )
+
+    def check(self, layer, call):
+        if not self._is_dense(layer):
+            raise UnsupportedLayerError(
+                f"equation={layer.equation!r}, bias_axes={layer.bias_axes!r}: only a "
+                "Dense on the last axis ('...c,cd->...d', bias on 'd') is pruned"
+            )
+        if layer.lora_enabled:
+            raise UnsupportedLayerError("LoRA is enabled")
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config["output_shape"] = tuple(config["output_shape"][:-1]) + (len(out_keep[0]),)
+        return config
+
+    def macs(self, layer, call):
+        if self._is_dense(layer):
+            return super().macs(layer, call)
+        # One MAC per output element and summed index, as `keras.ops.einsum`.
+        outputs = math.prod(1 if d is None else d for d in call.output_shapes[0][1:])
+        shapes = [call.input_shapes[0], tuple(layer.kernel.shape)]
+        return outputs * _einsum_summed_size(layer.equation, shapes)
+
+
 class ConvTransposeHandler(ProducerHandler):
     # Transposed kernels are (*kernel_size, filters, input_channels).
     in_axis = -1
@@ -1320,6 +1361,7 @@ def _register_builtins():
     for cls in (L.SeparableConv1D, L.SeparableConv2D):
         register_handler(cls, separable)
     register_handler(L.Dense, DenseHandler())
+    register_handler(L.EinsumDense, EinsumDenseHandler())
     register_handler(L.MultiHeadAttention, MultiHeadAttentionHandler())
 
 

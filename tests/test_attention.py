@@ -204,3 +204,13 @@ def test_report_of_rounds_re_derives_the_pruned_heads():
     x = zoo.sample_inputs(model)
     np.testing.assert_allclose(again(x), pruned(x), atol=1e-5)
 
+
+def test_einsum_dense_on_other_axes_is_a_costed_barrier():
+    inputs = keras.Input((6, 8))
+    x = L.EinsumDense("abc,cde->abde", (6, 2, 4), name="split")(L.Dense(8, name="hidden")(inputs))
+    model = keras.Model(inputs, L.Dense(2, name="logits")(L.Flatten()(x)))
+    with pytest.warns(UserWarning, match="only a Dense on the last axis"):
+        graph = singe_keras.trace(model)
+    assert not graph.groups  # `hidden` feeds the barrier
+    macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}["split"]
+    assert macs == 6 * 2 * 4 * 8

@@ -359,7 +359,7 @@ def custom_blocks():
 
 
 def transformer():
-    """A pre-norm transformer: self- and cross-attention heads, an MLP.
+    """A pre-norm transformer: self- and cross-attention heads, an EinsumDense MLP.
 
     The cross-attention reads its value and key from other tensors, without
     biases and with an `output_shape`; the residual width is fixed.
@@ -374,7 +374,9 @@ def transformer():
         3, 2, value_dim=5, use_bias=False, output_shape=16, name="cross"
     )(L.LayerNormalization(name="ln2")(x), value, key=key)
     x = L.Add(name="add2")([x, y])
-    y = L.Dense(32, activation="gelu", name="mlp1")(L.LayerNormalization(name="ln3")(x))
+    y = L.EinsumDense("abc,cd->abd", (6, 32), bias_axes="d", activation="gelu", name="mlp1")(
+        L.LayerNormalization(name="ln3")(x)
+    )
     x = L.Add(name="add3")([x, L.Dense(16, name="mlp2")(y)])
     x = L.GlobalAveragePooling1D(name="pool")(x)
     return keras.Model(inputs, L.Dense(3, name="logits")(x), name="transformer")
