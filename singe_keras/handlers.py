@@ -1233,7 +1233,42 @@ def _register_applications():
     register_handler(inception_resnet_v2.CustomScaleLayer, MergeHandler())
 
 
+class ViTPatchingHandler(BarrierHandler):
+    """keras-hub's `ViTPatchingAndEmbedding`: a barrier rebuilt from a config that loads.
+
+    Its class token and position embedding are weights of its own, added to
+    every channel: the patch channels are the residual width, never pruned.
+    Its MACs are the patch embedding's (a strided convolution). keras-hub
+    0.32's `get_config` holds `num_patches` and `num_positions`, which its
+    constructor refuses, and lacks `use_patch_bias` and `data_format`.
+    """
+
+    def __init__(self):
+        super().__init__("its class token and position embedding are weights of its own")
+        self.costed = True
+
+    def macs(self, layer, call):
+        patches = math.prod(call.output_shapes[0][1:-1]) - int(layer.use_class_token)
+        return patches * math.prod(layer.patch_size) * layer.num_channels * layer.hidden_dim
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        for key in ("num_patches", "num_positions"):
+            config.pop(key, None)
+        config.update(use_patch_bias=layer.use_patch_bias, data_format=layer.data_format)
+        return config
+
+
 _REGISTRY = {}
+# Handlers of other libraries' layer classes, keyed by "module.ClassName" so
+# that singe_keras imports no optional library.
+_REGISTRY_BY_PATH = {
+    "keras_hub.src.models.vit.vit_layers.ViTPatchingAndEmbedding": ViTPatchingHandler(),
+}
+
+
+def _lookup(layer):
+    cls = type(layer)
+    return _REGISTRY.get(cls) or _REGISTRY_BY_PATH.get(f"{cls.__module__}.{cls.__qualname__}")
 
 
 def register_handler(layer_class, handler):
@@ -1274,7 +1309,7 @@ def register_handler(layer_class, handler):
 
 def has_handler(layer):
     """Whether a handler is registered for the exact class of `layer`."""
-    return type(layer) in _REGISTRY
+    return _lookup(layer) is not None
 
 
 def get_handler(layer, call):
@@ -1284,7 +1319,7 @@ def get_handler(layer, call):
         layer: a Keras layer (or operation) of a traced graph.
         call: the `LayerCall` of one call of the layer.
     """
-    handler = _REGISTRY.get(type(layer))
+    handler = _lookup(layer)
     if handler is None:
         return BarrierHandler(
             f"no handler registered for {type(layer).__name__}, so its FLOPs "

@@ -504,6 +504,16 @@ def _keras_hub_efficientnet():
     )
 
 
+def _keras_hub_vit():
+    """Patching (a barrier with weights of its own), then traced encoder blocks."""
+    import keras_hub
+
+    return keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=4, num_layers=2, num_heads=4, hidden_dim=32,
+        mlp_dim=64,
+    )
+
+
 KERAS_HUB = {
     "resnet_v1_basic": lambda: _keras_hub_resnet("basic_block", False),
     "resnet_v1_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", False),
@@ -513,6 +523,7 @@ KERAS_HUB = {
     "densenet": _keras_hub_densenet,
     "mobilenet_v3": _keras_hub_mobilenet,
     "efficientnet": _keras_hub_efficientnet,
+    "vit": _keras_hub_vit,
 }
 
 
@@ -520,7 +531,9 @@ def keras_hub_classifier(name, seed=0):
     """A keras-hub backbone with a small classifier head, random statistics."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3))
-    x = L.GlobalAveragePooling2D(name="pool")(KERAS_HUB[name]()(inputs))
+    features = KERAS_HUB[name]()(inputs)
+    pool = L.GlobalAveragePooling2D if len(features.shape) == 4 else L.GlobalAveragePooling1D
+    x = pool(name="pool")(features)
     model = keras.Model(inputs, L.Dense(4, name="head")(x), name=f"keras_hub_{name}")
     return randomize_statistics(model, seed)
 
