@@ -168,10 +168,7 @@ class PruningCallback(keras.callbacks.Callback):
                 f"units: {unmaskable}. (`singe_keras.prune` can.)",
                 stacklevel=2,
             )
-        heads = [
-            n.path for n in graph.layer_nodes()
-            if any((graph.unit_indices(t) >= 0).any() for t in n.hidden)
-        ]
+        heads = [n.path for n in graph.layer_nodes() if graph.any_prunable(n.hidden)]
         if heads:
             warnings.warn(
                 "PruningCallback does not mask hidden units (attention heads) yet, so "

@@ -4,9 +4,9 @@ Each coupling group G has a gate vector m_G that scales the group's channels
 after every layer that can make a channel non-zero on its own (a conv with its
 bias, a BatchNormalization, `sigmoid`): docs/method.md, "Units, coupling groups,
 gates". Hidden units (attention heads) are gated inside their layer, by its
-handler's `gated_call`. With every gate at 1 the gated model is the original model; with the
-gates of some units at 0 it is the model with those units removed, which is
-what `singe_keras.rebuild` builds physically.
+handler's `gated_call`. With every gate at 1 the gated model is the original
+model; with the gates of some units at 0 it is the model with those units
+removed, which is what `singe_keras.rebuild` builds physically.
 """
 
 import keras
@@ -64,7 +64,7 @@ class GatedModel(keras.Model):
         self._hidden_index = {
             node: [graph.unit_indices(t) + 1 for t in node.hidden]
             for node in graph.nodes
-            if any((graph.unit_indices(t) >= 0).any() for t in node.hidden)
+            if graph.any_prunable(node.hidden)
         }
 
     def _gated_downstream(self, tensor):

@@ -181,12 +181,15 @@ def weight_names(layer):
 
     `"kernel"` for a Dense layer; `"query/kernel"` for the query projection
     of a `MultiHeadAttention` (whose four kernels are all called `kernel`).
+    A variable's path starts with the name scopes it was built in (a parent
+    layer's, sometimes), then the layer's name.
     """
-    prefix = f"{layer.path}/" if isinstance(layer, keras.layers.Layer) else None
-    return [
-        w.path[len(prefix):] if prefix and w.path.startswith(prefix) else w.name
-        for w in getattr(layer, "weights", ())
-    ]
+    names = []
+    for w in getattr(layer, "weights", ()):
+        parts = w.path.split("/")
+        inside = parts[parts.index(layer.name) + 1:] if layer.name in parts[:-1] else [w.name]
+        names.append("/".join(inside))
+    return names
 
 
 @dataclasses.dataclass(eq=False)
@@ -600,6 +603,10 @@ class CouplingGraph:
         kept[~kept] = kept_units[units[~kept]]
         return np.flatnonzero(kept)
 
+    def any_prunable(self, tensors):
+        """Whether a channel of one of the traced tensors (or hidden axes) is a unit."""
+        return any((self.unit_indices(t) >= 0).any() for t in tensors)
+
     def kept(self, node, kept_units):
         """`(in_keep, out_keep)` of a traced node for `resized` and the handlers.
 
@@ -637,12 +644,7 @@ class CouplingGraph:
         return {node: node.handler.macs(node.layer, node.call) for node in self.nodes}
 
     def _prunable_nodes(self):
-        return [
-            n for n in self.nodes
-            if any(
-                (self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs + n.hidden
-            )
-        ]
+        return [n for n in self.nodes if self.any_prunable(n.inputs + n.outputs + n.hidden)]
 
     def prunable_flops_share(self):
         """The fraction of the model's FLOPs in layer calls with a prunable channel.
