@@ -1078,26 +1078,34 @@ class MultiHeadAttentionHandler(LayerHandler):
                    value_mask=None, key_mask=None, attention_mask=None,
                    return_attention_scores=False, training=None, use_causal_mask=False):
         # `MultiHeadAttention.call` with each head's output scaled by its gate
-        # before the output projection. Keras masks are not used in traced
-        # graphs; the masks are combined as `call` does, through the layer's
-        # own (private) mask and attention methods, so that the gated layer
-        # computes what the layer computes.
+        # before the output projection. It reads the Keras masks of its inputs
+        # (`mask_zero` embeddings) and combines them as `call` does, through
+        # the layer's own (private) mask and attention methods, so that the
+        # gated layer computes what the layer computes.
+        from keras.src.backend import get_keras_mask, set_keras_mask
+
+        key = value if key is None else key
+        query_mask = get_keras_mask(query)
+        value_mask = get_keras_mask(value) if value_mask is None else value_mask
+        key_mask = get_keras_mask(key) if key_mask is None else key_mask
+        for tensor in (query, value, key):
+            set_keras_mask(tensor, None)  # read here, not by the projections
         mask = layer._compute_attention_mask(
             query, value, query_mask=query_mask, value_mask=value_mask,
             key_mask=key_mask, attention_mask=attention_mask,
             use_causal_mask=use_causal_mask,
         )
         heads, _ = layer._compute_attention(
-            layer.query_dense(query),
-            layer.key_dense(value if key is None else key),
-            layer.value_dense(value),
-            mask,
-            training,
+            layer.query_dense(query), layer.key_dense(key), layer.value_dense(value),
+            mask, training,
         )
         gate = keras.ops.cast(gates[0], heads.dtype)  # (num_heads,) or (batch, num_heads)
         if len(gate.shape) == 2:
             gate = keras.ops.reshape(gate, (-1,) + (1,) * (len(heads.shape) - 3) + (gate.shape[-1],))
-        return layer.output_dense(heads * keras.ops.expand_dims(gate, -1))
+        output = layer.output_dense(heads * keras.ops.expand_dims(gate, -1))
+        if query_mask is not None:
+            set_keras_mask(output, query_mask)
+        return output
 
     def hidden_weights(self, layer):
         kernels = [np.moveaxis(keras.ops.convert_to_numpy(getattr(layer, name).kernel), -2, -1)

@@ -214,3 +214,19 @@ def test_einsum_dense_on_other_axes_is_a_costed_barrier():
     assert not graph.groups  # `hidden` feeds the barrier
     macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}["split"]
     assert macs == 6 * 2 * 4 * 8
+
+
+def test_keras_masks_of_the_inputs_reach_the_gated_heads():
+    tokens = keras.Input((6,), dtype="int32")
+    x = L.Embedding(10, 16, mask_zero=True, name="embedding")(tokens)
+    y = L.MultiHeadAttention(2, 8, name="attention")(x, x)
+    x = L.GlobalAveragePooling1D(name="pool")(L.Add(name="add")([x, y]))
+    model = zoo.randomize(keras.Model(tokens, L.Dense(2, name="logits")(x)))
+    with pytest.warns(UserWarning, match="Embedding"):
+        graph = singe_keras.trace(model)
+    x = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 0, 0, 0, 0]])  # padded: masked keys
+    gated = singe_keras.GatedModel(graph)
+    np.testing.assert_allclose(gated(x), model(x), atol=1e-6)
+    plan = singe_keras.Plan.full(graph).with_kept("attention", [1])
+    gated.set_plan(plan)
+    _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x))
