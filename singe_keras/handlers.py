@@ -1099,9 +1099,12 @@ class MultiHeadAttentionHandler(LayerHandler):
             layer.query_dense(query), layer.key_dense(key), layer.value_dense(value),
             mask, training,
         )
-        gate = keras.ops.cast(gates[0], heads.dtype)  # (num_heads,) or (batch, num_heads)
+        # heads: (batch, *positions, num_heads, head_dim); gate: (num_heads,)
+        # or one row per sample, (batch, num_heads).
+        gate = keras.ops.cast(gates[0], heads.dtype)
         if len(gate.shape) == 2:
-            gate = keras.ops.reshape(gate, (-1,) + (1,) * (len(heads.shape) - 3) + (gate.shape[-1],))
+            positions = (1,) * (len(heads.shape) - 3)
+            gate = keras.ops.reshape(gate, (-1,) + positions + (gate.shape[-1],))
         output = layer.output_dense(heads * keras.ops.expand_dims(gate, -1))
         if query_mask is not None:
             set_keras_mask(output, query_mask)
