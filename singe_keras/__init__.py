@@ -17,6 +17,7 @@ from singe_keras.graph import CouplingGraph, CouplingGroup, trace
 from singe_keras.handlers import (
     LayerCall,
     LayerHandler,
+    OperationInput,
     UnsupportedLayerError,
     register_handler,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "LayerCost",
     "LayerHandler",
     "ModelCost",
+    "OperationInput",
     "Plan",
     "PruningCallback",
     "PruningReport",

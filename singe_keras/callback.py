@@ -168,7 +168,15 @@ class PruningCallback(keras.callbacks.Callback):
                 f"units: {unmaskable}. (`singe_keras.prune` can.)",
                 stacklevel=2,
             )
-            graph = graph_lib.CouplingGraph(self.model, ignored + unmaskable, warn=False)
+        heads = [n.path for n in graph.layer_nodes() if graph.any_prunable(n.hidden)]
+        if heads:
+            warnings.warn(
+                "PruningCallback does not mask hidden units (attention heads) yet, so "
+                f"it keeps every head of: {heads}. (`singe_keras.prune` prunes them.)",
+                stacklevel=2,
+            )
+        if unmaskable or heads:
+            graph = graph_lib.CouplingGraph(self.model, ignored + unmaskable + heads, warn=False)
         if self.data is not None:
             data_lib.check_data(self.data, self.model)
         original = cost_lib.count_costs(graph)

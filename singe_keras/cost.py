@@ -131,10 +131,7 @@ def count_costs(model, plan=None):
     )
     seen, layers = set(), []
     for node in graph.nodes:
-        call, weights = node.resized(
-            [graph.kept_channels(t, kept) for t in node.inputs],
-            [graph.kept_channels(t, kept) for t in node.outputs],
-        )
+        call, weights = node.resized(*graph.kept(node, kept))
         if id(node.layer) in seen:
             params = 0
         elif weights is None:

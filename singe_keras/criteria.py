@@ -360,28 +360,30 @@ class Fisher(Taylor):
 def _per_unit(graph, per_node, combine):
     """Folds per-channel values of traced layers into per-unit values.
 
-    `per_node(node)` returns one value per output channel of the node, or
-    `None`; each layer counts once however often it is called. Units that
-    no layer gives a value to are `nan`.
+    `per_node(node)` returns `(tensor, values)` pairs: one value per channel
+    of the node's output (or hidden axis) `tensor`. Each layer counts once
+    however often it is called. Units that no layer gives a value to are
+    `nan`.
     """
     sums, counts = np.zeros(graph.num_units), np.zeros(graph.num_units)
     for node in graph.layer_nodes():
-        values = per_node(node)
-        if values is None:
-            continue
-        units = graph.unit_indices(node.outputs[0])
-        prunable = units >= 0
-        np.add.at(sums, units[prunable], values[prunable])
-        np.add.at(counts, units[prunable], 1)
+        for tensor, values in per_node(node):
+            units = graph.unit_indices(tensor)
+            prunable = units >= 0
+            np.add.at(sums, units[prunable], values[prunable])
+            np.add.at(counts, units[prunable], 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return combine(sums, counts)
 
 
 def _kernel_slices(node, transform):
-    weights = node.handler.output_weights(node.layer)
-    if weights is None:
-        return None
-    return transform(weights.reshape(-1, weights.shape[-1])).sum(axis=0)
+    """The summed `transform` of each unit's output slices (and hidden units' weights)."""
+    handler, layer = node.handler, node.layer
+    slices = list(zip(node.hidden, handler.hidden_weights(layer)))
+    weights = handler.output_weights(layer)
+    if weights is not None:
+        slices.append((node.outputs[0], weights))
+    return [(t, transform(w.reshape(-1, w.shape[-1])).sum(axis=0)) for t, w in slices]
 
 
 @register_criterion("l1")
@@ -390,7 +392,8 @@ class L1Norm(Criterion):
 
     "Pruning Filters for Efficient ConvNets", ICLR 2017. A unit made by
     several producers (the two sides of a residual `Add`) takes the norm of
-    all its slices together.
+    all its slices together. An attention head takes the norm of its slices
+    of the query, key, value and output projection kernels.
     """
 
     def score(self, gated, data=None):
@@ -428,7 +431,7 @@ class BatchNormScale(Criterion):
 
         def gamma(node):
             scale = node.handler.channel_scale(node.layer)
-            return None if scale is None else np.abs(scale)
+            return [] if scale is None else [(node.outputs[0], np.abs(scale))]
 
         relevance = _per_unit(graph, gamma, lambda s, c: s / c)
         missing = [
@@ -453,6 +456,7 @@ def _group_magnitude(graph, p):
         slices = [(node.outputs[0], w) for w in (handler.output_weights(layer),
                                                  handler.channel_scale(layer)) if w is not None]
         slices += [(node.inputs[0], w) for w in handler.input_weights(layer)]
+        slices += zip(node.hidden, handler.hidden_weights(layer))
         for tensor, weights in slices:
             units = graph.unit_indices(tensor)
             values = (np.abs(weights.reshape(-1, weights.shape[-1])) ** p).sum(axis=0)

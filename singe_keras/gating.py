@@ -3,9 +3,10 @@
 Each coupling group G has a gate vector m_G that scales the group's channels
 after every layer that can make a channel non-zero on its own (a conv with its
 bias, a BatchNormalization, `sigmoid`): docs/method.md, "Units, coupling groups,
-gates". With every gate at 1 the gated model is the original model; with the
-gates of some units at 0 it is the model with those units removed, which is
-what `singe_keras.rebuild` builds physically.
+gates". Hidden units (attention heads) are gated inside their layer, by its
+handler's `gated_call`. With every gate at 1 the gated model is the original
+model; with the gates of some units at 0 it is the model with those units
+removed, which is what `singe_keras.rebuild` builds physically.
 """
 
 import keras
@@ -59,6 +60,12 @@ class GatedModel(keras.Model):
                 if (units < 0).all() or self._gated_downstream(t):
                     continue
                 self._gate_index[t] = units + 1
+        # Per node with prunable hidden units: their indices, per hidden axis.
+        self._hidden_index = {
+            node: [graph.unit_indices(t) + 1 for t in node.hidden]
+            for node in graph.nodes
+            if graph.any_prunable(node.hidden)
+        }
 
     def _gated_downstream(self, tensor):
         """Whether every reader is a gated per-channel op (conv -> BN: gate the BN)."""
@@ -79,7 +86,11 @@ class GatedModel(keras.Model):
         scope = self.graph.scope
         values = dict(zip(scope.inputs, keras.tree.flatten(inputs)))
         for node in self.graph.nodes:
-            outputs = node(values)
+            hidden = self._hidden_index.get(node)
+            if hidden is None:
+                outputs = node(values)
+            else:
+                outputs = node(values, hidden_gates=[ops.take(table, i, axis=-1) for i in hidden])
             for t, y in zip(node.outputs, outputs):
                 index = self._gate_index.get(t)
                 if index is not None:

@@ -60,13 +60,18 @@ class Tracer:
         self._fixed.extend([fixed] * count)
         return np.arange(start, start + count)
 
-    def new_units(self, layer, count):
-        """Labels for the `count` new units of a producer (once per layer)."""
-        if id(layer) not in self._units_of_layer:
+    def new_units(self, layer, count, axis=None):
+        """Labels for the `count` new units of a producer (once per layer).
+
+        `axis`: the index of a hidden unit axis (attention heads), whose
+        units are the layer's too but not its output channels.
+        """
+        key = (id(layer), axis)
+        if key not in self._units_of_layer:
             labels = self._new(count, fixed=False)
-            self._units_of_layer[id(layer)] = labels
+            self._units_of_layer[key] = labels
             self._spaces.append(((self.depth, self.path), self.path, labels))
-        return self._units_of_layer[id(layer)]
+        return self._units_of_layer[key]
 
     def new_fixed(self, count):
         """Labels for `count` channels that are never pruned."""
@@ -103,7 +108,12 @@ class Tracer:
 
 @dataclasses.dataclass(eq=False)
 class TracedNode:
-    """One call of a leaf layer, with flat tensor ids for its inputs/outputs."""
+    """One call of a leaf layer, with flat tensor ids for its inputs/outputs.
+
+    `hidden` holds one tensor id per hidden unit axis of the layer
+    (`LayerHandler.hidden_units`, attention heads): labels on no real
+    tensor, numbered and kept like a tensor's channels.
+    """
 
     layer: object
     path: str
@@ -113,37 +123,43 @@ class TracedNode:
     outputs: list
     _keras_node: object
     _input_keys: list
+    hidden: list = dataclasses.field(default_factory=list)
 
     def resized(self, in_keep, out_keep):
         """The call's shapes and the layer's weights with only the kept channels.
 
         Args:
             in_keep: per input tensor, the indices of its kept channels.
-            out_keep: per output tensor, likewise.
+            out_keep: per output tensor, likewise, then per hidden axis.
 
         Returns:
             `(call, weights)`: a `LayerCall` with the kept channel counts, and
-            `{name: array}` of sliced weights, or `None` if no channel of this
-            call is removed (the weights are then unchanged).
+            `{name: array}` of sliced weights (named as in `weight_names`),
+            or `None` if no channel of this call is removed (the weights are
+            then unchanged).
         """
         call = self.call._replace(
             input_shapes=[s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
             output_shapes=[
                 s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)
             ],
+            hidden_sizes=tuple(len(k) for k in out_keep[len(self.outputs):]),
         )
-        if call[:2] == self.call[:2]:
+        if call[:2] == self.call[:2] and call.hidden_sizes == self.call.hidden_sizes:
             return call, None
         weights = {
-            w.name: keras.ops.convert_to_numpy(w) for w in getattr(self.layer, "weights", ())
+            name: keras.ops.convert_to_numpy(w)
+            for name, w in zip(weight_names(self.layer), getattr(self.layer, "weights", ()))
         }
         return call, self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
 
-    def __call__(self, values, layer=None, arguments=None):
+    def __call__(self, values, layer=None, arguments=None, hidden_gates=None):
         """Calls `layer` (default: the traced one) on `values[tensor id]`.
 
         `arguments`: the `(args, kwargs)` of an operation call, with
         `OperationInput`s for its input tensors (default: the traced ones).
+        `hidden_gates`: one gate tensor per hidden axis, for the handler's
+        `gated_call` (default: an ordinary call).
         """
         if arguments is None:
             local = {key: values[t] for key, t in zip(self._input_keys, self.inputs)}
@@ -152,8 +168,28 @@ class TracedNode:
             args, kwargs = handlers_lib.fill_arguments(
                 arguments, [values[t] for t in self.inputs]
             )
-        outputs = (layer or self.layer)(*args, **kwargs)
+        layer = layer or self.layer
+        if hidden_gates is None:
+            outputs = layer(*args, **kwargs)
+        else:
+            outputs = self.handler.gated_call(layer, hidden_gates, *args, **kwargs)
         return keras.tree.flatten(outputs)
+
+
+def weight_names(layer):
+    """The names of a layer's weights, in order: their paths inside the layer.
+
+    `"kernel"` for a Dense layer; `"query/kernel"` for the query projection
+    of a `MultiHeadAttention` (whose four kernels are all called `kernel`).
+    A variable's path starts with the name scopes it was built in (a parent
+    layer's, sometimes), then the layer's name.
+    """
+    names = []
+    for w in getattr(layer, "weights", ()):
+        parts = w.path.split("/")
+        inside = parts[parts.index(layer.name) + 1:] if layer.name in parts[:-1] else [w.name]
+        names.append("/".join(inside))
+    return names
 
 
 @dataclasses.dataclass(eq=False)
@@ -251,7 +287,7 @@ def _trace_call(layer, node):
 
 
 def _arguments_of(node):
-    """An operation call's `(args, kwargs)`, input tensors as `OperationInput`s."""
+    """A call's `(args, kwargs)`, input tensors as `OperationInput`s."""
     index = {}
     for i, kt in enumerate(node.input_tensors):
         index.setdefault(id(kt), i)
@@ -352,7 +388,7 @@ class CouplingGraph:
             call = handlers_lib.LayerCall(
                 [tuple(kt.shape) for kt in node.input_tensors],
                 [tuple(kt.shape) for kt in node.outputs],
-                None if isinstance(layer, keras.layers.Layer) else _arguments_of(node),
+                _arguments_of(node),
             )
             traced = TracedNode(
                 layer, path, call, None, inputs, None, node,
@@ -429,14 +465,21 @@ class CouplingGraph:
             first = self._first_call_inputs.setdefault(id(layer), inputs)
             for a, b in zip(first, inputs):
                 tracer.couple(a, b)
+        hidden = [
+            tracer.new_units(layer, count, axis)
+            for axis, count in enumerate(handler.hidden_units(layer, traced.call))
+        ]
         traced.handler = handler
-        traced.outputs = []
-        for labels in outputs:
-            t = self._tensor()
-            self._labels[t] = np.asarray(labels)
-            self._depth[t] = tracer.depth
-            traced.outputs.append(t)
+        traced.call = traced.call._replace(hidden_sizes=tuple(len(h) for h in hidden))
+        traced.outputs = [self._new_tensor(labels) for labels in outputs]
+        traced.hidden = [self._new_tensor(labels) for labels in hidden]
         return traced.outputs
+
+    def _new_tensor(self, labels):
+        t = self._tensor()
+        self._labels[t] = np.asarray(labels)
+        self._depth[t] = self._tracer.depth
+        return t
 
     def _fix_ignored(self, ignored_layers):
         names = _names(ignored_layers)
@@ -454,7 +497,7 @@ class CouplingGraph:
             )
         for name in names:
             for node in by_name[name]:
-                for t in node.outputs:
+                for t in node.outputs + node.hidden:
                     self._tracer.fix(self._labels[t])
 
     def _number_units(self):
@@ -507,7 +550,8 @@ class CouplingGraph:
         touching = {g.name: [] for g in self.groups}
         for node in self.nodes:
             units = np.concatenate(
-                [self.unit_indices(t) for t in node.inputs + node.outputs] or [[]]
+                [self.unit_indices(t) for t in node.inputs + node.outputs + node.hidden]
+                or [[]]
             )
             for gi in np.unique(self._unit_group[units[units >= 0].astype(int)]):
                 touching[self.groups[gi].name].append(node.path)
@@ -559,6 +603,22 @@ class CouplingGraph:
         kept[~kept] = kept_units[units[~kept]]
         return np.flatnonzero(kept)
 
+    def any_prunable(self, tensors):
+        """Whether a channel of one of the traced tensors (or hidden axes) is a unit."""
+        return any((self.unit_indices(t) >= 0).any() for t in tensors)
+
+    def kept(self, node, kept_units):
+        """`(in_keep, out_keep)` of a traced node for `resized` and the handlers.
+
+        Per input tensor, then per output tensor and hidden axis, the indices
+        of the channels (units) that `kept_units` (as in `kept_channels`)
+        keeps.
+        """
+        return (
+            [self.kept_channels(t, kept_units) for t in node.inputs],
+            [self.kept_channels(t, kept_units) for t in node.outputs + node.hidden],
+        )
+
     def layer_nodes(self):
         """The first traced call of every layer: a shared layer counts once."""
         first = {}
@@ -584,10 +644,7 @@ class CouplingGraph:
         return {node: node.handler.macs(node.layer, node.call) for node in self.nodes}
 
     def _prunable_nodes(self):
-        return [
-            n for n in self.nodes
-            if any((self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs)
-        ]
+        return [n for n in self.nodes if self.any_prunable(n.inputs + n.outputs + n.hidden)]
 
     def prunable_flops_share(self):
         """The fraction of the model's FLOPs in layer calls with a prunable channel.

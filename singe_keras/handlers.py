@@ -15,6 +15,9 @@ questions about one layer:
    some input and output channels are removed.
 4. `macs`: multiply-accumulates of one call (FLOPs = 2 x MACs).
 
+A layer may also have *hidden* units, on no tensor (`hidden_units`: the heads
+of `MultiHeadAttention`), which it gates itself (`gated_call`).
+
 Keras operations on symbolic tensors (`x + 3.0`, `keras.ops.pad(x, ...)`)
 are graph nodes too, with handlers keyed by their `keras.Operation` class.
 
@@ -33,14 +36,18 @@ import numpy as np
 class LayerCall(NamedTuple):
     """The static shapes of one call of a layer (batch axis first).
 
-    For a Keras operation (`x + 3.0`, `keras.ops.pad(x, ...)`), `arguments`
-    holds the call's `(args, kwargs)` with each input tensor replaced by an
-    `OperationInput`; it is `None` for layers.
+    `arguments` holds the call's `(args, kwargs)` with each input tensor
+    replaced by an `OperationInput` (which of a layer's inputs is its
+    `key`, which its `attention_mask`; the other arguments of a Keras
+    operation such as `keras.ops.pad(x, ...)`). `hidden_sizes` holds the
+    number of hidden units per hidden axis (`LayerHandler.hidden_units`):
+    the heads a call of `MultiHeadAttention` keeps.
     """
 
     input_shapes: list
     output_shapes: list
     arguments: tuple = None
+    hidden_sizes: tuple = ()
 
 
 class UnsupportedLayerError(ValueError):
@@ -100,6 +107,26 @@ class LayerHandler:
         """
         return [inputs[0]]
 
+    def hidden_units(self, layer, call):
+        """The sizes of the layer's hidden unit axes: units on no tensor.
+
+        An attention layer's heads are units that no input or output channel
+        carries. Each hidden axis is a coupling group of its own; the gated
+        model gates it inside the layer (`gated_call`), and `rebuild_config`
+        and `slice_weights` find its kept units after the outputs' in
+        `out_keep`. Defaults to none.
+        """
+        return ()
+
+    def gated_call(self, layer, gates, *args, **kwargs):
+        """Calls `layer` with its hidden units scaled by `gates`.
+
+        Only for layers with `hidden_units`. `gates` holds one tensor per
+        hidden axis, of shape `(units,)` or, one row per sample,
+        `(batch, units)`; the call's own arguments follow.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no hidden units to gate")
+
     def is_source(self, layer, call):
         """Whether an output channel can be non-zero when its inputs are zero."""
         return False
@@ -116,12 +143,18 @@ class LayerHandler:
             call: the `LayerCall` of one of its calls.
             config: a copy of `layer.get_config()`, free to modify.
             in_keep: per input tensor, the indices of its kept channels.
-            out_keep: per output tensor, the indices of its kept channels.
+            out_keep: per output tensor, the indices of its kept channels,
+                then per hidden axis (`hidden_units`) its kept units.
         """
         return config
 
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
-        """Returns the weights (`{name: array}`) restricted to the kept channels."""
+        """Returns the weights restricted to the kept channels.
+
+        `weights` is `{name: array}`, each name the weight's path inside the
+        layer (`"kernel"`; `"query/kernel"` in a layer with sublayers);
+        `in_keep` and `out_keep` are as in `rebuild_config`.
+        """
         return weights
 
     def rebuild_arguments(self, layer, call, in_keep, out_keep):
@@ -143,6 +176,14 @@ class LayerHandler:
         no new units.
         """
         return None
+
+    def hidden_weights(self, layer):
+        """Per hidden axis, the weights of each hidden unit, units on the last axis.
+
+        Magnitude criteria read them (an attention head's projection
+        kernels). An empty list for layers without hidden units.
+        """
+        return []
 
     def input_weights(self, layer):
         """The weights that read each input channel, input channels on the last axis.
@@ -588,6 +629,47 @@ class DenseHandler(ProducerHandler):
         return positions * call.input_shapes[0][-1] * call.output_shapes[0][-1]
 
 
+class EinsumDenseHandler(DenseHandler):
+    """`EinsumDense` that works as a `Dense` on the last axis: `"abc,cd->abd"`.
+
+    The kernel is `(input channels, units)`, every other axis of the input
+    passes to the output, and a bias (if any) is on the units. Other
+    equations (attention's per-head projections) move or split axes: the
+    layer is then a barrier, whose MACs are still counted.
+    """
+
+    @staticmethod
+    def _is_dense(layer):
+        operands, _, output = layer.equation.replace(" ", "").partition("->")
+        source, _, kernel = operands.partition(",")
+        return (
+            len(kernel) == 2 and source[:-1] == output[:-1]
+            and source[-1:] == kernel[:1] and output[-1:] == kernel[1:]
+            and kernel[0] not in output and layer.bias_axes in (None, kernel[1])
+        )
+
+    def check(self, layer, call):
+        if not self._is_dense(layer):
+            raise UnsupportedLayerError(
+                f"equation={layer.equation!r}, bias_axes={layer.bias_axes!r}: only a "
+                "Dense on the last axis ('...c,cd->...d', bias on 'd') is pruned"
+            )
+        if layer.lora_enabled:
+            raise UnsupportedLayerError("LoRA is enabled")
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config["output_shape"] = tuple(config["output_shape"][:-1]) + (len(out_keep[0]),)
+        return config
+
+    def macs(self, layer, call):
+        if self._is_dense(layer):
+            return super().macs(layer, call)
+        # One MAC per output element and summed index, as `keras.ops.einsum`.
+        outputs = math.prod(1 if d is None else d for d in call.output_shapes[0][1:])
+        shapes = [call.input_shapes[0], tuple(layer.kernel.shape)]
+        return outputs * _einsum_summed_size(layer.equation, shapes)
+
+
 class ConvTransposeHandler(ProducerHandler):
     # Transposed kernels are (*kernel_size, filters, input_channels).
     in_axis = -1
@@ -720,7 +802,12 @@ class BarrierHandler(LayerHandler):
 
 
 class OperationInput:
-    """Stands for the `index`-th input tensor in an operation's arguments."""
+    """Stands for the `index`-th input tensor in a call's `LayerCall.arguments`.
+
+    `singe_keras.handlers.fill_arguments(call.arguments, values)` puts
+    `values[index]` in its place: a handler reads which input is which
+    (`call.input_shapes` as values), or calls an operation on new inputs.
+    """
 
     def __init__(self, index):
         self.index = index
@@ -943,31 +1030,132 @@ class ContractionHandler(BarrierHandler):
         return outputs * call.input_shapes[0][-1]  # matmul: (..., n, k) @ (..., k, m)
 
 
-class MultiHeadAttentionHandler(BarrierHandler):
-    """`keras.layers.MultiHeadAttention`: a barrier whose MACs are counted.
+class MultiHeadAttentionHandler(LayerHandler):
+    """`keras.layers.MultiHeadAttention`: its units are its heads.
 
-    Heads are not pruned (yet); the cost is the four projections and the two
-    products of attention, `QK^T` and `AV`, so that FLOPs targets are honest
-    for transformers.
+    A head is the slice of the query, key and value projections (kernels
+    `(dim, num_heads, head_dim)`, biases `(num_heads, head_dim)`) and the rows
+    of the output projection (kernel `(num_heads, head_dim, *output_shape)`)
+    that belong to it. Heads live on no tensor: they are the layer's hidden
+    units (`hidden_units`), gated on each head's attention output before the
+    output projection (`gated_call`), and the rebuilt layer has fewer
+    `num_heads`. The query, key, value and output channels are fixed: in a
+    transformer they are the residual width, which stays whole. The cost is
+    the four projections and the two products of attention, `QK^T` and `AV`,
+    so that FLOPs targets are honest for transformers; removing a head
+    removes its share of all six.
+
+    Calls that return the attention scores (their head axis is not the last)
+    and gated attention (`use_gate=True`) are barriers whose MACs are counted.
     """
 
-    def __init__(self):
-        super().__init__("attention heads are not pruned")
-        self.costed = True
+    _HEAD_WEIGHTS = ("query", "key", "value")  # heads on axis -2 of kernel and bias
+
+    def check(self, layer, call):
+        if len(call.output_shapes) > 1:
+            raise UnsupportedLayerError(
+                "return_attention_scores=True: the scores' head axis is not the "
+                "channel axis, so heads are not pruned"
+            )
+        if layer.get_config().get("use_gate"):
+            raise UnsupportedLayerError("use_gate=True: gated attention heads are not pruned")
+
+    def propagate(self, layer, call, inputs, tracer):
+        for labels in inputs:
+            tracer.fix(labels)
+        return [tracer.new_fixed(channel_count(call.output_shapes[0]))]
+
+    def hidden_units(self, layer, call):
+        return (layer.num_heads,)
+
+    def is_source(self, layer, call):
+        return True
+
+    def passes_channels(self, layer, call):
+        return False
+
+    def gated_call(self, layer, gates, query, value, key=None, query_mask=None,
+                   value_mask=None, key_mask=None, attention_mask=None,
+                   return_attention_scores=False, training=None, use_causal_mask=False):
+        # `MultiHeadAttention.call` with each head's output scaled by its gate
+        # before the output projection. It reads the Keras masks of its inputs
+        # (`mask_zero` embeddings) and combines them as `call` does, through
+        # the layer's own (private) mask and attention methods, so that the
+        # gated layer computes what the layer computes.
+        from keras.src.backend import get_keras_mask, set_keras_mask
+
+        key = value if key is None else key
+        query_mask = get_keras_mask(query)
+        value_mask = get_keras_mask(value) if value_mask is None else value_mask
+        key_mask = get_keras_mask(key) if key_mask is None else key_mask
+        for tensor in (query, value, key):
+            set_keras_mask(tensor, None)  # read here, not by the projections
+        mask = layer._compute_attention_mask(
+            query, value, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=attention_mask,
+            use_causal_mask=use_causal_mask,
+        )
+        heads, _ = layer._compute_attention(
+            layer.query_dense(query), layer.key_dense(key), layer.value_dense(value),
+            mask, training,
+        )
+        # heads: (batch, *positions, num_heads, head_dim); gate: (num_heads,)
+        # or one row per sample, (batch, num_heads).
+        gate = keras.ops.cast(gates[0], heads.dtype)
+        if len(gate.shape) == 2:
+            positions = (1,) * (len(heads.shape) - 3)
+            gate = keras.ops.reshape(gate, (-1,) + positions + (gate.shape[-1],))
+        output = layer.output_dense(heads * keras.ops.expand_dims(gate, -1))
+        if query_mask is not None:
+            set_keras_mask(output, query_mask)
+        return output
+
+    def hidden_weights(self, layer):
+        kernels = [np.moveaxis(keras.ops.convert_to_numpy(getattr(layer, name).kernel), -2, -1)
+                   for name in ("query_dense", "key_dense", "value_dense")]
+        kernels.append(np.moveaxis(keras.ops.convert_to_numpy(layer.output_dense.kernel), 0, -1))
+        return [np.concatenate([k.reshape(-1, layer.num_heads) for k in kernels])]
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        config["num_heads"] = len(out_keep[-1])
+        return config
+
+    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+        heads = out_keep[-1]
+        sliced = {}
+        for name, w in weights.items():
+            projection = name.split("/")[0]
+            if projection in self._HEAD_WEIGHTS:
+                sliced[name] = np.take(w, heads, axis=-2)
+            elif name == "attention_output/kernel":
+                sliced[name] = w[heads]
+            else:
+                sliced[name] = w
+        return sliced
 
     def macs(self, layer, call):
-        query, value = call.input_shapes[0], call.input_shapes[1]
-        key = call.input_shapes[2] if len(call.input_shapes) > 2 else value
-        heads, key_dim = layer.num_heads, layer.key_dim
-        value_dim = layer.value_dim or key_dim
+        shapes = fill_arguments(call.arguments, call.input_shapes)
+        shapes = _bind_arguments(("query", "value", "key"), shapes)
+        query, value = shapes["query"], shapes["value"]
+        key = shapes.get("key") or value
+        heads = call.hidden_sizes[0] if call.hidden_sizes else layer.num_heads
+        key_dim, value_dim = layer.key_dim, layer.value_dim
         target, source = _spatial_size(query), _spatial_size(value)
         projections = (
             target * query[-1] * heads * key_dim
             + source * key[-1] * heads * key_dim
             + source * value[-1] * heads * value_dim
-            + target * heads * value_dim * call.output_shapes[0][-1]
+            + target * heads * value_dim * math.prod(call.output_shapes[0][len(query) - 1:])
         )
         return projections + heads * target * source * (key_dim + value_dim)
+
+
+def _bind_arguments(names, arguments):
+    """`{name: value}` of a call's leading positional or keyword arguments."""
+    args, kwargs = arguments
+    bound = dict(zip(names, args))
+    bound.update((name, kwargs[name]) for name in names if kwargs.get(name) is not None)
+    return bound
 
 
 def _einsum_summed_size(subscripts, input_shapes):
@@ -1056,7 +1244,42 @@ def _register_applications():
     register_handler(inception_resnet_v2.CustomScaleLayer, MergeHandler())
 
 
+class ViTPatchingHandler(BarrierHandler):
+    """keras-hub's `ViTPatchingAndEmbedding`: a barrier rebuilt from a config that loads.
+
+    Its class token and position embedding are weights of its own, added to
+    every channel: the patch channels are the residual width, never pruned.
+    Its MACs are the patch embedding's (a strided convolution). keras-hub
+    0.32's `get_config` holds `num_patches` and `num_positions`, which its
+    constructor refuses, and lacks `use_patch_bias` and `data_format`.
+    """
+
+    def __init__(self):
+        super().__init__("its class token and position embedding are weights of its own")
+        self.costed = True
+
+    def macs(self, layer, call):
+        patches = math.prod(call.output_shapes[0][1:-1]) - int(layer.use_class_token)
+        return patches * math.prod(layer.patch_size) * layer.num_channels * layer.hidden_dim
+
+    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+        for key in ("num_patches", "num_positions"):
+            config.pop(key, None)
+        config.update(use_patch_bias=layer.use_patch_bias, data_format=layer.data_format)
+        return config
+
+
 _REGISTRY = {}
+# Handlers of other libraries' layer classes, keyed by "module.ClassName" so
+# that singe_keras imports no optional library.
+_REGISTRY_BY_PATH = {
+    "keras_hub.src.models.vit.vit_layers.ViTPatchingAndEmbedding": ViTPatchingHandler(),
+}
+
+
+def _lookup(layer):
+    cls = type(layer)
+    return _REGISTRY.get(cls) or _REGISTRY_BY_PATH.get(f"{cls.__module__}.{cls.__qualname__}")
 
 
 def register_handler(layer_class, handler):
@@ -1097,7 +1320,7 @@ def register_handler(layer_class, handler):
 
 def has_handler(layer):
     """Whether a handler is registered for the exact class of `layer`."""
-    return type(layer) in _REGISTRY
+    return _lookup(layer) is not None
 
 
 def get_handler(layer, call):
@@ -1107,7 +1330,7 @@ def get_handler(layer, call):
         layer: a Keras layer (or operation) of a traced graph.
         call: the `LayerCall` of one call of the layer.
     """
-    handler = _REGISTRY.get(type(layer))
+    handler = _lookup(layer)
     if handler is None:
         return BarrierHandler(
             f"no handler registered for {type(layer).__name__}, so its FLOPs "
@@ -1184,6 +1407,7 @@ def _register_builtins():
     for cls in (L.SeparableConv1D, L.SeparableConv2D):
         register_handler(cls, separable)
     register_handler(L.Dense, DenseHandler())
+    register_handler(L.EinsumDense, EinsumDenseHandler())
     register_handler(L.MultiHeadAttention, MultiHeadAttentionHandler())
 
 

@@ -20,7 +20,9 @@ class PruningReport(JsonRecord):
             ...: the training metrics of the fine-tuning steps, and with
             `validation_data`, `val_loss`, `val_accuracy`, ...), seconds.
         layers: `{layer path: {"class_name", "units", "kept_outputs",
-            "kept_inputs"}}`, channel indices relative to the original model.
+            "kept_inputs"}}`, channel indices relative to the original model;
+            a layer with hidden units (attention heads) also has
+            `"kept_hidden"`, the kept units of each hidden axis.
         original: `{"flops", "params"}` of the original model, and its
             `"metrics"` on `validation_data` when `prune` had some.
     """
@@ -44,6 +46,8 @@ class PruningReport(JsonRecord):
                 "kept_outputs": list(range(node.call.output_shapes[0][-1])),
                 "kept_inputs": [list(range(s[-1])) for s in node.call.input_shapes],
             }
+            if node.hidden:
+                layers[node.path]["kept_hidden"] = [list(range(n)) for n in node.call.hidden_sizes]
         return cls({"flops": int(flops), "params": int(params)}, layers)
 
     def record_plan(self, graph, plan):
@@ -61,6 +65,11 @@ class PruningReport(JsonRecord):
                 [previous[i] for i in graph.kept_channels(t, kept)]
                 for previous, t in zip(layer["kept_inputs"], node.inputs)
             ]
+            if node.hidden:
+                layer["kept_hidden"] = [
+                    [previous[i] for i in graph.kept_channels(t, kept)]
+                    for previous, t in zip(layer["kept_hidden"], node.hidden)
+                ]
 
     def to_plan(self, graph):
         """The `Plan` that rebuilds the pruned architecture from the original.
@@ -73,9 +82,12 @@ class PruningReport(JsonRecord):
             start, units = graph.group_offset(group.name), set()
             for path in group.producers:
                 node = next(n for n in graph.nodes if n.path == path)
-                indices = graph.unit_indices(node.outputs[0])
-                units.update(int(indices[i]) - start for i in self.layers[path]["kept_outputs"]
-                             if indices[i] >= 0)
+                record = self.layers[path]
+                kept = [(node.outputs[0], record["kept_outputs"])]
+                kept += zip(node.hidden, record.get("kept_hidden", ()))
+                for tensor, channels in kept:
+                    indices = graph.unit_indices(tensor)
+                    units.update(int(indices[i]) - start for i in channels if indices[i] >= 0)
             keep[group.name] = sorted(units)
         return Plan(keep, {g.name: g.size for g in graph.groups})
 

@@ -11,7 +11,7 @@ import copy
 
 import keras
 
-from singe_keras.graph import Scope
+from singe_keras.graph import Scope, weight_names
 
 
 def rebuild(graph, plan):
@@ -79,8 +79,7 @@ class _Surgeon:
             return self.call_operation(node, values)
         if id(layer) in self.layers:
             return node(values, layer=self.layers[id(layer)])
-        in_keep = [self.keep(t) for t in node.inputs]
-        out_keep = [self.keep(t) for t in node.outputs]
+        in_keep, out_keep = self.graph.kept(node, self.kept_units)
         config = node.handler.rebuild_config(
             layer, node.call, copy.deepcopy(layer.get_config()), in_keep, out_keep
         )
@@ -91,7 +90,7 @@ class _Surgeon:
             new.set_weights(layer.get_weights())
         else:
             # In the original's order: unnamed weights get new names.
-            new.set_weights([sliced[w.name] for w in layer.weights])
+            new.set_weights([sliced[name] for name in weight_names(layer)])
         self.layers[id(layer)] = new
         return outputs
 
@@ -103,8 +102,7 @@ class _Surgeon:
         call; per-channel constants are sliced.
         """
         op = node.layer
-        in_keep = [self.keep(t) for t in node.inputs]
-        out_keep = [self.keep(t) for t in node.outputs]
+        in_keep, out_keep = self.graph.kept(node, self.kept_units)
         try:
             config = op.get_config()
         except NotImplementedError:

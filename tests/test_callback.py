@@ -109,6 +109,19 @@ def test_unmaskable_units_are_left_alone_with_a_warning():
     np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
 
 
+def test_attention_heads_are_kept_by_the_callback_with_a_warning():
+    model = zoo.build("vit")
+    callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
+                                           pruning_events=1, verbose=0)
+    with pytest.warns(UserWarning, match="attention heads.*'attention'"):
+        x = _fit(model, callback, epochs=1)
+    small = singe_keras.strip(model)
+    assert small.get_layer("attention").get_config()["num_heads"] == 4
+    assert small.get_layer("mlp1").units < 32
+    assert singe_keras.count_flops(small) <= 0.8 * singe_keras.count_flops(zoo.build("vit"))
+    np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
+
+
 def test_strip_does_not_modify_the_model():
     model = zoo.build("chain")
     _fit(model, singe_keras.PruningCallback(target_flops=0.5, criterion="l1",

@@ -32,7 +32,7 @@ def _group_off(graph, name):
     return gates
 
 
-@pytest.mark.parametrize("name", ["chain", "residual", "squeeze_excitation"])
+@pytest.mark.parametrize("name", ["chain", "residual", "squeeze_excitation", "transformer"])
 def test_group_path_is_complete(name):
     model = _compiled(name)
     x, y = _data(model)

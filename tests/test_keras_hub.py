@@ -1,5 +1,6 @@
 """keras-hub backbones built from constructor arguments (no presets, no network)."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -28,3 +29,22 @@ def test_keras_hub_backbones_prune_and_rebuild_exactly(name):
     actual = np.asarray(singe_keras.rebuild(graph, plan)(x))
     assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
     assert np.abs(expected - np.asarray(model(x))).max() > 0
+
+
+def test_vit_patching_is_a_costed_barrier_that_rebuilds():
+    from keras_hub.src.models.vit.vit_layers import ViTPatchingAndEmbedding
+
+    inputs = keras.Input((8, 8, 3))
+    x = ViTPatchingAndEmbedding((8, 8), (4, 4), 6, use_patch_bias=False, name="patching")(inputs)
+    x = keras.layers.Dense(5, name="hidden")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    zoo.randomize(model)
+    with pytest.warns(UserWarning, match="class token and position embedding"):
+        graph = singe_keras.trace(model)
+    macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}["patching"]
+    assert macs == 4 * (4 * 4) * 3 * 6  # 4 patches of 4x4x3 to 6 channels
+    plan = singe_keras.Plan.full(graph).with_kept("hidden", [0, 3])
+    gated = singe_keras.GatedModel(graph)
+    gated.set_plan(plan)
+    x = zoo.sample_inputs(model)
+    np.testing.assert_allclose(singe_keras.rebuild(graph, plan)(x), gated(x), atol=1e-5)

@@ -94,7 +94,7 @@ def test_flatten_dense_rows_follow_kept_channels():
 
 
 @pytest.mark.parametrize(
-    "name", ["residual", "nested", "squeeze_excitation", "concat", "operations"]
+    "name", ["residual", "nested", "squeeze_excitation", "concat", "operations", "vit"]
 )
 def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
     model, _, _, small = _rebuilt(name)
@@ -106,7 +106,7 @@ def test_rebuilt_model_survives_keras_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["residual", "depthwise_separable", "squeeze_excitation", "operations"]
+    "name", ["residual", "depthwise_separable", "squeeze_excitation", "operations", "vit"]
 )
 def test_rebuilt_model_converts_to_tflite(name):
     model, _, _, small = _rebuilt(name)

@@ -358,6 +358,42 @@ def custom_blocks():
     return keras.Model(inputs, head(x), name="custom_blocks")
 
 
+def transformer():
+    """A pre-norm transformer: self- and cross-attention heads, an EinsumDense MLP.
+
+    The cross-attention reads its value and key from other tensors, without
+    biases and with an `output_shape`; the residual width is fixed.
+    """
+    inputs = keras.Input((6, 16))
+    x = L.Dense(16, name="embed")(inputs)
+    y = L.LayerNormalization(name="ln1")(x)
+    x = L.Add(name="add1")([x, L.MultiHeadAttention(4, 4, name="self")(y, y)])
+    value = L.Dense(8, name="value_source")(inputs)
+    key = L.Dense(5, name="key_source")(inputs)
+    y = L.MultiHeadAttention(
+        3, 2, value_dim=5, use_bias=False, output_shape=16, name="cross"
+    )(L.LayerNormalization(name="ln2")(x), value, key=key)
+    x = L.Add(name="add2")([x, y])
+    y = L.EinsumDense("abc,cd->abd", (6, 32), bias_axes="d", activation="gelu", name="mlp1")(
+        L.LayerNormalization(name="ln3")(x)
+    )
+    x = L.Add(name="add3")([x, L.Dense(16, name="mlp2")(y)])
+    x = L.GlobalAveragePooling1D(name="pool")(x)
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="transformer")
+
+
+def vit():
+    """A tiny ViT: 4x4 patches of an 8x8 image, one transformer block."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Reshape((4, 16), name="tokens")(L.Conv2D(16, 4, strides=4, name="patches")(inputs))
+    y = L.LayerNormalization(name="ln1")(x)
+    x = L.Add(name="add1")([x, L.MultiHeadAttention(4, 4, name="attention")(y, y)])
+    y = L.Dense(32, activation="gelu", name="mlp1")(L.LayerNormalization(name="ln2")(x))
+    x = L.Add(name="add2")([x, L.Dense(16, name="mlp2")(y)])
+    x = L.GlobalAveragePooling1D(name="pool")(L.LayerNormalization(name="ln")(x))
+    return keras.Model(inputs, L.Dense(3, name="logits")(x), name="vit")
+
+
 ZOO = {
     f.__name__: f
     for f in (
@@ -383,6 +419,8 @@ ZOO = {
         operations,
         applications_layers,
         custom_blocks,
+        transformer,
+        vit,
     )
 }
 
@@ -466,6 +504,16 @@ def _keras_hub_efficientnet():
     )
 
 
+def _keras_hub_vit():
+    """Patching (a barrier with weights of its own), then traced encoder blocks."""
+    import keras_hub
+
+    return keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=4, num_layers=2, num_heads=4, hidden_dim=32,
+        mlp_dim=64,
+    )
+
+
 KERAS_HUB = {
     "resnet_v1_basic": lambda: _keras_hub_resnet("basic_block", False),
     "resnet_v1_bottleneck": lambda: _keras_hub_resnet("bottleneck_block", False),
@@ -475,6 +523,7 @@ KERAS_HUB = {
     "densenet": _keras_hub_densenet,
     "mobilenet_v3": _keras_hub_mobilenet,
     "efficientnet": _keras_hub_efficientnet,
+    "vit": _keras_hub_vit,
 }
 
 
@@ -482,7 +531,9 @@ def keras_hub_classifier(name, seed=0):
     """A keras-hub backbone with a small classifier head, random statistics."""
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((32, 32, 3))
-    x = L.GlobalAveragePooling2D(name="pool")(KERAS_HUB[name]()(inputs))
+    features = KERAS_HUB[name]()(inputs)
+    pool = L.GlobalAveragePooling2D if len(features.shape) == 4 else L.GlobalAveragePooling1D
+    x = pool(name="pool")(features)
     model = keras.Model(inputs, L.Dense(4, name="head")(x), name=f"keras_hub_{name}")
     return randomize_statistics(model, seed)
 
