@@ -131,16 +131,17 @@ def count_costs(model, plan=None):
     )
     seen, layers = set(), []
     for node in graph.nodes:
-        call, weights = node.resized(
-            [graph.kept_channels(t, kept) for t in node.inputs],
-            [graph.kept_channels(t, kept) for t in node.outputs],
-        )
+        in_keep = [graph.kept_channels(t, kept) for t in node.inputs]
+        out_keep = [graph.kept_channels(t, kept) for t in node.outputs]
+        call = node.resized(in_keep, out_keep)
         if id(node.layer) in seen:
             params = 0
-        elif weights is None:
-            params = _count_params(node.layer)
-        else:
-            params = sum(int(np.size(w)) for w in weights.values())
+        else:  # from the shapes of the sliced weights: no weight is read
+            weights = node.sliced_weights(in_keep, out_keep, values=False)
+            params = (
+                _count_params(node.layer) if weights is None
+                else sum(w.size for w in weights.values())
+            )
         seen.add(id(node.layer))
         layers.append(
             LayerCost(

@@ -115,29 +115,41 @@ class TracedNode:
     _input_keys: list
 
     def resized(self, in_keep, out_keep):
-        """The call's shapes and the layer's weights with only the kept channels.
+        """The call's `LayerCall` with only the kept channels (shapes only).
 
         Args:
             in_keep: per input tensor, the indices of its kept channels.
             out_keep: per output tensor, likewise.
-
-        Returns:
-            `(call, weights)`: a `LayerCall` with the kept channel counts, and
-            `{name: array}` of sliced weights, or `None` if no channel of this
-            call is removed (the weights are then unchanged).
         """
-        call = self.call._replace(
+        return self.call._replace(
             input_shapes=[s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
             output_shapes=[
                 s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)
             ],
         )
-        if call[:2] == self.call[:2]:
-            return call, None
+
+    def sliced_weights(self, in_keep, out_keep, values=True):
+        """The layer's weights with only the kept channels.
+
+        Args:
+            in_keep: per input tensor, the indices of its kept channels.
+            out_keep: per output tensor, likewise.
+            values: whether to read the weights. `False` slices their
+                shapes (`handlers.WeightShape`s) instead, to count the
+                rebuilt layer's parameters without reading a weight.
+                Defaults to `True`.
+
+        Returns:
+            `{name: array or WeightShape}` of sliced weights, or `None` if no
+            channel of this call is removed (the weights are then unchanged).
+        """
+        if self.resized(in_keep, out_keep)[:2] == self.call[:2]:
+            return None
         weights = {
-            w.name: keras.ops.convert_to_numpy(w) for w in getattr(self.layer, "weights", ())
+            w.name: keras.ops.convert_to_numpy(w) if values else handlers_lib.WeightShape(w.shape)
+            for w in getattr(self.layer, "weights", ())
         }
-        return call, self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
+        return self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
 
     def __call__(self, values, layer=None, arguments=None):
         """Calls `layer` (default: the traced one) on `values[tensor id]`.

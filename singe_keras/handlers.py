@@ -121,7 +121,12 @@ class LayerHandler:
         return config
 
     def slice_weights(self, layer, call, weights, in_keep, out_keep):
-        """Returns the weights (`{name: array}`) restricted to the kept channels."""
+        """Returns the weights (`{name: array}`) restricted to the kept channels.
+
+        Select and reshape only (indexing, `np.take`, `np.moveaxis`,
+        `reshape`): `count_costs` also slices `WeightShape` stand-ins, to
+        count the parameters of a plan without reading a weight.
+        """
         return weights
 
     def rebuild_arguments(self, layer, call, in_keep, out_keep):
@@ -185,6 +190,59 @@ class LayerHandler:
         """
         maskable = bool(self.output_parameters(layer)) or not self.is_source(layer, call)
         return maskable and all(zero_inputs)
+
+
+class WeightShape:
+    """A weight's shape standing in for its values, for `slice_weights`.
+
+    Indexing (integers, slices, one index array, `...`), `np.take`,
+    `np.moveaxis` and `reshape` give the shape the same operation gives an
+    array, in time independent of the weight's size: `count_costs` counts
+    the parameters a plan leaves from the shapes alone.
+    """
+
+    def __init__(self, shape):
+        self.shape = tuple(int(d) for d in shape)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        ellipses = [i for i, index in enumerate(key) if index is Ellipsis]
+        if ellipses:
+            at = ellipses[0]
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1 :]
+        shape = []
+        for dimension, index in zip(self.shape, key + (slice(None),) * (self.ndim - len(key))):
+            if isinstance(index, slice):
+                shape.append(len(range(*index.indices(dimension))))
+            elif np.ndim(index) == 1:
+                index = np.asarray(index)
+                shape.append(int(index.sum()) if index.dtype == bool else len(index))
+            elif np.ndim(index) != 0:
+                raise TypeError(f"WeightShape takes 1-D index arrays only. Received: {index!r}")
+        return WeightShape(shape)
+
+    def reshape(self, *shape):
+        return WeightShape(np.empty(self.shape, np.dtype([])).reshape(*shape).shape)
+
+    def __array_function__(self, function, types, args, kwargs):
+        if function is np.take:
+            return self._take(*args, **kwargs)
+        if function is np.moveaxis:
+            return WeightShape(np.moveaxis(np.empty(self.shape, np.dtype([])), *args[1:]).shape)
+        return NotImplemented
+
+    def _take(self, array, indices, axis):
+        shape = list(self.shape)
+        shape[axis] = len(np.atleast_1d(indices))
+        return WeightShape(shape)
 
 
 def _channels_last(layer):

@@ -86,7 +86,7 @@ class _Surgeon:
         )
         new = _layer_from_config(layer, config)
         outputs = node(values, layer=new)  # builds the new layer
-        _, sliced = node.resized(in_keep, out_keep)
+        sliced = node.sliced_weights(in_keep, out_keep)
         if sliced is None:
             new.set_weights(layer.get_weights())
         else:
