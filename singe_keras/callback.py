@@ -106,7 +106,9 @@ class PruningCallback(keras.callbacks.Callback):
         frequency: epochs between events. Defaults to `1`.
         normalization, min_units, round_to, max_pruning_ratio, ignored_layers:
             see `singe_keras.prune`.
-        verbose: 0 or 1 (a line per event). Defaults to `1`.
+        verbose: 0 (silent), 1 (at each event, a Keras progress bar of the
+            scoring passes, then a summary line) or 2 (the summary line
+            only). Defaults to `1`.
 
     Example:
 
@@ -228,7 +230,8 @@ class PruningCallback(keras.callbacks.Callback):
         fraction = event / self.pruning_events
         kept = _kept_units(graph, self._masks)
         try:
-            relevance = scoring.score(self._gated, self.data, self.criterion).flat()
+            relevance = scoring.score(self._gated, self.data, self.criterion,
+                                      verbose=int(self.verbose == 1)).flat()
         except ValueError as error:
             raise ValueError(
                 f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"
