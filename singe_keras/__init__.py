@@ -7,25 +7,39 @@ its removal, and removes the least relevant ones. The method as this library
 defines and implements it: docs/method.md in the repository.
 """
 
-from singe_keras import criteria
-from singe_keras.callback import PruningCallback, UnitMask, strip
-from singe_keras.distillation import Distillation, DistillationLoss
-from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
-from singe_keras.export import ExportResult, export_tflite
-from singe_keras.gating import GatedModel
-from singe_keras.graph import CouplingGraph, CouplingGroup, trace
-from singe_keras.handlers import (
-    LayerCall,
-    LayerHandler,
-    UnsupportedLayerError,
-    register_handler,
-)
-from singe_keras.plan import Plan
-from singe_keras.pruning import prune
-from singe_keras.recalibration import recalibrate_batchnorm
-from singe_keras.report import PruningReport
-from singe_keras.scoring import Scores, score
-from singe_keras.surgery import rebuild
+import importlib.util
+
+# Where each public name is defined. The modules import TensorFlow (through
+# Keras), which takes seconds: they load on first use (PEP 562), so that
+# `import singe_keras` and `python -m singe_keras.demo --help` stay fast.
+_DEFINED_IN = {
+    "CouplingGraph": "graph",
+    "CouplingGroup": "graph",
+    "Distillation": "distillation",
+    "DistillationLoss": "distillation",
+    "ExportResult": "export",
+    "GatedModel": "gating",
+    "LayerCall": "handlers",
+    "LayerCost": "cost",
+    "LayerHandler": "handlers",
+    "ModelCost": "cost",
+    "Plan": "plan",
+    "PruningCallback": "callback",
+    "PruningReport": "report",
+    "Scores": "scoring",
+    "UnitMask": "callback",
+    "UnsupportedLayerError": "handlers",
+    "count_costs": "cost",
+    "count_flops": "cost",
+    "export_tflite": "export",
+    "prune": "pruning",
+    "rebuild": "surgery",
+    "recalibrate_batchnorm": "recalibration",
+    "register_handler": "handlers",
+    "score": "scoring",
+    "strip": "callback",
+    "trace": "graph",
+}
 
 __version__ = "0.1.0"
 
@@ -58,3 +72,19 @@ __all__ = [
     "strip",
     "trace",
 ]
+
+
+def __getattr__(name):
+    """Loads a public name, or a submodule (`singe_keras.criteria`), on first use."""
+    if name in _DEFINED_IN:
+        value = getattr(importlib.import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

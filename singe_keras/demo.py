@@ -1,16 +1,16 @@
 """A one-minute demo: train a small CNN, then prune it with SInGE.
 
 Run it with `python -m singe_keras.demo` (needs scikit-learn for its bundled
-8x8 digits dataset: `pip install "singe-keras[demo]"`).
+8x8 digits dataset: `pip install "singe-keras[demo]"`). Keras (and with it
+TensorFlow) is imported once the arguments are read: `--help` answers at once,
+and TensorFlow's C++ log lines can be quieted before it loads.
 """
 
 import argparse
+import os
 import time
 
-import keras
 import numpy as np
-
-import singe_keras
 
 # The train/test split stays the same whatever `--seed` is, so that runs with
 # different seeds are evaluated on the same images.
@@ -36,12 +36,16 @@ def _load_digits():
 
 
 def _batch_norm(name):
+    import keras
+
     # With a few hundred training steps, the default momentum (0.99) leaves
     # the moving statistics far from the batch statistics.
     return keras.layers.BatchNormalization(momentum=0.9, name=name)
 
 
 def _build_model():
+    import keras
+
     inputs = keras.Input((8, 8, 1))
     x = inputs
     for name, filters in (("conv1", 16), ("conv2", 32)):
@@ -58,6 +62,8 @@ def _build_model():
 
 
 def _compile(model):
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -66,6 +72,8 @@ def _compile(model):
 
 
 def _accuracy(model, x, y):
+    import keras
+
     logits = keras.ops.convert_to_numpy(model(x, training=False))
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
@@ -140,6 +148,12 @@ def main(argv=None):
         parser.error(f"--target-flops must be in (0, 1]. Received: {args.target_flops}")
     if args.epochs < 0:
         parser.error(f"--epochs must be >= 0. Received: {args.epochs}")
+    # Quiets TensorFlow's C++ log lines (unless the user chose a level); it
+    # reads the variable when it loads, below.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    import singe_keras
 
     start = time.perf_counter()
     x_train, x_test, y_train, y_test = _load_digits()
