@@ -28,7 +28,7 @@ from singe_keras import gate_gradients
 _REGISTRY = {}
 
 
-def register_criterion(name):
+def register_criterion(name: str):
     """Class decorator: makes a `Criterion` subclass available as `name`.
 
     Example:
@@ -83,7 +83,7 @@ class Criterion:
     #: its passes over the data); `singe_keras.score` passes it then.
     shows_progress = False
 
-    def score(self, gated, data=None):
+    def score(self, gated, data=None) -> np.ndarray:
         """Returns the relevance of every unit, a `(num_units,)` NumPy array.
 
         Args:
@@ -545,7 +545,7 @@ class Random(Criterion):
         return np.random.default_rng(self.seed).random(gated.graph.num_units)
 
 
-def get(identifier):
+def get(identifier: str | dict | type | Criterion) -> Criterion:
     """Returns a `Criterion` from a name, a config dict, a class or an instance.
 
     Args:

@@ -297,7 +297,8 @@ class CouplingGraph:
         ignored_layers: the names in `ignored_layers`.
     """
 
-    def __init__(self, model, ignored_layers=(), warn=True):
+    def __init__(self, model: keras.Model, ignored_layers: list | tuple = (),
+                 warn: bool = True) -> None:
         function = _function_of(model)
         if function is None:
             raise TypeError(
@@ -530,7 +531,7 @@ class CouplingGraph:
 
     # Queries ---------------------------------------------------------------
 
-    def group(self, name):
+    def group(self, name: str) -> CouplingGroup:
         """Returns the `CouplingGroup` called `name`."""
         for g in self.groups:
             if g.name == name:
@@ -540,12 +541,12 @@ class CouplingGraph:
             f"Groups: {[g.name for g in self.groups]}"
         )
 
-    def group_offset(self, name):
+    def group_offset(self, name: str) -> int:
         """Index of the group's first unit in the flat vector of all units."""
         self.group(name)
         return self._group_offsets[name]
 
-    def unit_indices(self, tensor):
+    def unit_indices(self, tensor: int) -> np.ndarray:
         """Per channel of a traced tensor, its flat unit index, or -1 if fixed."""
         if tensor not in self._unit_indices:
             self._unit_indices[tensor] = np.array(
@@ -558,7 +559,7 @@ class CouplingGraph:
             )
         return self._unit_indices[tensor]
 
-    def kept_channels(self, tensor, kept_units):
+    def kept_channels(self, tensor: int, kept_units: np.ndarray) -> np.ndarray:
         """Indices of the channels of a traced tensor that `kept_units` keeps.
 
         Args:
@@ -571,18 +572,18 @@ class CouplingGraph:
         kept[~kept] = kept_units[units[~kept]]
         return np.flatnonzero(kept)
 
-    def layer_nodes(self):
+    def layer_nodes(self) -> list:
         """The first traced call of every layer: a shared layer counts once."""
         first = {}
         for node in self.nodes:
             first.setdefault(id(node.layer), node)
         return list(first.values())
 
-    def consumers(self, tensor):
+    def consumers(self, tensor: int) -> list:
         """The traced nodes that read a tensor."""
         return [n for n in self.nodes if tensor in n.inputs]
 
-    def barrier_causes(self):
+    def barrier_causes(self) -> dict:
         """The barriers grouped by cause: `{(class name, reason): [paths]}`."""
         causes = {}
         for node in self.nodes:
@@ -601,7 +602,7 @@ class CouplingGraph:
             if any((self.unit_indices(t) >= 0).any() for t in n.inputs + n.outputs)
         ]
 
-    def prunable_flops_share(self):
+    def prunable_flops_share(self) -> float:
         """The fraction of the model's FLOPs in layer calls with a prunable channel.
 
         Those are the FLOPs that pruning can reduce (as in `summary()`);
@@ -613,7 +614,7 @@ class CouplingGraph:
         macs = self._macs()
         return sum(macs[n] for n in self._prunable_nodes()) / max(sum(macs.values()), 1)
 
-    def summary(self):
+    def summary(self) -> str:
         """A short text: the share of the FLOPs that pruning can reach, and why not the rest.
 
         A layer call's FLOPs are prunable when one of its input or output
@@ -683,7 +684,7 @@ def describe_layers(class_name, paths, shown=3):
     return f"{count} of class {class_name} ({listed})"
 
 
-def trace(model, ignored_layers=None):
+def trace(model: keras.Model, ignored_layers: list | None = None) -> CouplingGraph:
     """Finds the coupling groups of a Keras model.
 
     Channels that must disappear together (the producers of a residual `Add`,

@@ -82,10 +82,10 @@ class LayerHandler:
     #: not costed: it counts 0 FLOPs, and `count_costs` names it.
     costed = True
 
-    def check(self, layer, call):
+    def check(self, layer: keras.Operation, call: LayerCall) -> None:
         """Raises `UnsupportedLayerError` if this layer's config is not handled."""
 
-    def propagate(self, layer, call, inputs, tracer):
+    def propagate(self, layer: keras.Operation, call: LayerCall, inputs: list, tracer) -> list:
         """Returns the channel labels of each output of one call of `layer`.
 
         Args:
@@ -100,15 +100,16 @@ class LayerHandler:
         """
         return [inputs[0]]
 
-    def is_source(self, layer, call):
+    def is_source(self, layer: keras.Operation, call: LayerCall) -> bool:
         """Whether an output channel can be non-zero when its inputs are zero."""
         return False
 
-    def passes_channels(self, layer, call):
+    def passes_channels(self, layer: keras.Operation, call: LayerCall) -> bool:
         """Whether output channel `i` is input channel `i` (a per-channel op)."""
         return True
 
-    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+    def rebuild_config(self, layer: keras.Operation, call: LayerCall, config: dict,
+                       in_keep: list, out_keep: list) -> dict:
         """Returns the config of the layer with only the kept channels.
 
         Args:
@@ -120,7 +121,8 @@ class LayerHandler:
         """
         return config
 
-    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+    def slice_weights(self, layer: keras.Operation, call: LayerCall, weights: dict,
+                      in_keep: list, out_keep: list) -> dict:
         """Returns the weights (`{name: array}`) restricted to the kept channels.
 
         Select and reshape only (indexing, `np.take`, `np.moveaxis`,
@@ -129,7 +131,8 @@ class LayerHandler:
         """
         return weights
 
-    def rebuild_arguments(self, layer, call, in_keep, out_keep):
+    def rebuild_arguments(self, layer: keras.Operation, call: LayerCall, in_keep: list,
+                          out_keep: list) -> tuple:
         """Returns the `(args, kwargs)` of an operation call with the kept channels.
 
         Only Keras operations have call arguments to rebuild (a per-channel
@@ -137,11 +140,11 @@ class LayerHandler:
         """
         return call.arguments
 
-    def macs(self, layer, call):
+    def macs(self, layer: keras.Operation, call: LayerCall) -> int:
         """Multiply-accumulates of one call, from its static shapes."""
         return 0
 
-    def output_weights(self, layer):
+    def output_weights(self, layer: keras.Operation) -> np.ndarray | None:
         """The weights that make each new unit, output channels on the last axis.
 
         Magnitude criteria (`l1`, `l2`) read it. `None` for layers that make
@@ -149,7 +152,7 @@ class LayerHandler:
         """
         return None
 
-    def input_weights(self, layer):
+    def input_weights(self, layer: keras.Operation) -> list:
         """The weights that read each input channel, input channels on the last axis.
 
         Group magnitude criteria (`group_l1`, `group_l2`) read them: each
@@ -158,11 +161,11 @@ class LayerHandler:
         """
         return []
 
-    def channel_scale(self, layer):
+    def channel_scale(self, layer: keras.Operation) -> np.ndarray | None:
         """A per-channel scale (BatchNormalization's gamma), or `None`."""
         return None
 
-    def output_parameters(self, layer):
+    def output_parameters(self, layer: keras.Operation) -> list:
         """The weights that, set to zero, make an output channel zero.
 
         `PruningCallback` masks them to keep pruned units at zero during
@@ -174,7 +177,7 @@ class LayerHandler:
         """
         return []
 
-    def holds_zero(self, layer, call, zero_inputs):
+    def holds_zero(self, layer: keras.Operation, call: LayerCall, zero_inputs: list) -> bool:
         """Whether a pruned output channel is zero once `output_parameters` are.
 
         Args:
@@ -1117,7 +1120,7 @@ def _register_applications():
 _REGISTRY = {}
 
 
-def register_handler(layer_class, handler):
+def register_handler(layer_class: type, handler: LayerHandler) -> None:
     """Registers the handler that describes how to prune through `layer_class`.
 
     Lookup is by exact class: a subclass of `keras.layers.Conv2D` gets no

@@ -26,14 +26,14 @@ class Scores:
     values: dict
     criterion: dict
 
-    def __getitem__(self, group_name):
+    def __getitem__(self, group_name: str) -> np.ndarray:
         return self.values[group_name]
 
-    def flat(self):
+    def flat(self) -> np.ndarray:
         """All relevances in one vector, group after group (as the gates)."""
         return np.concatenate([np.zeros(0)] + [self.values[g.name] for g in self.groups])
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "criterion": self.criterion,
             "groups": {
@@ -43,7 +43,13 @@ class Scores:
         }
 
 
-def score(model, data=None, criterion="singe", ignored_layers=None, verbose=0):
+def score(
+    model: "keras.Model | graph_lib.CouplingGraph | GatedModel",
+    data=None,
+    criterion: str | dict | type | criteria_lib.Criterion = "singe",
+    ignored_layers: list | None = None,
+    verbose: int = 0,
+) -> Scores:
     """Scores every prunable unit (conv filter, dense neuron) of a model.
 
     Use it on its own ("which filters matter?") or let `singe_keras.prune`

@@ -14,7 +14,7 @@ import keras
 from singe_keras.graph import Scope
 
 
-def rebuild(graph, plan):
+def rebuild(graph, plan) -> keras.Model:
     """Builds the model that keeps only the units of `plan`.
 
     Args:
