@@ -136,7 +136,8 @@ def test_metrics_are_named_training_or_validation_and_the_unpruned_model_is_eval
     assert all(set(r["metrics"]) == names for r in report.rounds)
     assert report.original["metrics"] == pytest.approx(
         {f"val_{k}": v for k, v in expected.items()})
-    line = capsys.readouterr().out.splitlines()[0]
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("Round 1/2 - "))  # after the round's progress bars
     assert " - train_accuracy " in line and " - val_accuracy " in line
     metric, points = report.metric_curve()
     assert metric == "val_accuracy"
