@@ -65,8 +65,15 @@ def check_options(
             "`max_pruning_ratio` must be a number in (0, 1) or None. "
             f"Received: max_pruning_ratio={max_pruning_ratio!r}"
         )
-    if verbose not in (0, 1):
-        raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+    check_verbose(verbose, (0, 1, 2))
+
+
+def check_verbose(verbose, choices):
+    """Raises `ValueError` unless `verbose` is one of `choices` (ints)."""
+    if isinstance(verbose, bool) or verbose not in choices:
+        raise ValueError(
+            f"`verbose` must be one of {list(choices)}. Received: verbose={verbose!r}"
+        )
 
 
 def absolute_target(name, target, total):

@@ -41,7 +41,8 @@ class UnitMask(keras.constraints.Constraint):
             Defaults to `None`.
     """
 
-    def __init__(self, mask, axis=-1, inner=None):
+    def __init__(self, mask, axis: int = -1,
+                 inner: keras.constraints.Constraint | None = None) -> None:
         self.axis = axis
         self.inner = keras.constraints.get(inner)
         self.mask = keras.Variable(
@@ -106,7 +107,9 @@ class PruningCallback(keras.callbacks.Callback):
         frequency: epochs between events. Defaults to `1`.
         normalization, min_units, round_to, max_pruning_ratio, ignored_layers:
             see `singe_keras.prune`.
-        verbose: 0 or 1 (a line per event). Defaults to `1`.
+        verbose: 0 (silent), 1 (at each event, a Keras progress bar of the
+            scoring passes, then a summary line) or 2 (the summary line
+            only). Defaults to `1`.
 
     Example:
 
@@ -119,20 +122,20 @@ class PruningCallback(keras.callbacks.Callback):
 
     def __init__(
         self,
-        target_flops=None,
-        target_params=None,
+        target_flops: float | None = None,
+        target_params: float | None = None,
         data=None,
-        criterion="singe",
-        pruning_events=4,
-        start_epoch=0,
-        frequency=1,
-        normalization=None,
-        min_units=1,
-        round_to=1,
-        max_pruning_ratio=None,
-        ignored_layers=None,
-        verbose=1,
-    ):
+        criterion: str | dict | type | criteria_lib.Criterion = "singe",
+        pruning_events: int = 4,
+        start_epoch: int = 0,
+        frequency: int = 1,
+        normalization: str | None = None,
+        min_units: int = 1,
+        round_to: int = 1,
+        max_pruning_ratio: float | None = None,
+        ignored_layers: list | None = None,
+        verbose: int = 1,
+    ) -> None:
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
         if normalization is None:
@@ -236,7 +239,8 @@ class PruningCallback(keras.callbacks.Callback):
         fraction = event / self.pruning_events
         kept = _kept_units(graph, self._masks)
         try:
-            relevance = scoring.score(self._gated, self.data, self.criterion).flat()
+            relevance = scoring.score(self._gated, self.data, self.criterion,
+                                      verbose=int(self.verbose == 1)).flat()
         except ValueError as error:
             raise ValueError(
                 f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"
@@ -341,7 +345,7 @@ def _unmaskable_layers(graph):
     return sorted(unmaskable)
 
 
-def strip(model):
+def strip(model: keras.Model) -> keras.Model:
     """Returns the physically smaller model of a model trained with `PruningCallback`.
 
     Units whose weights `PruningCallback` masked to zero are removed; the

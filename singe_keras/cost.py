@@ -41,23 +41,23 @@ class ModelCost:
     layers: tuple
 
     @property
-    def macs(self):
+    def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
     @property
-    def flops(self):
+    def flops(self) -> int:
         return 2 * self.macs
 
     @property
-    def params(self):
+    def params(self) -> int:
         return sum(layer.params for layer in self.layers)
 
     @property
-    def uncosted(self):
+    def uncosted(self) -> tuple:
         """Paths of the layer calls whose MACs are unknown (counted as 0)."""
         return tuple(dict.fromkeys(c.path for c in self.layers if not c.costed))
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "macs": self.macs,
             "flops": self.flops,
@@ -94,7 +94,7 @@ class ModelCost:
         return "\n".join(lines)
 
 
-def count_costs(model, plan=None):
+def count_costs(model: keras.Model | graph_lib.CouplingGraph, plan=None) -> ModelCost:
     """Counts the MACs and parameters of every layer call of a model.
 
     A layer no handler knows (a custom layer, an unknown Keras operation)
@@ -131,13 +131,16 @@ def count_costs(model, plan=None):
     )
     seen, layers = set(), []
     for node in graph.nodes:
-        call, weights = node.resized(*graph.kept(node, kept))
+        in_keep, out_keep = graph.kept(node, kept)
+        call = node.resized(in_keep, out_keep)
         if id(node.layer) in seen:
             params = 0
-        elif weights is None:
-            params = _count_params(node.layer)
-        else:
-            params = sum(int(np.size(w)) for w in weights.values())
+        else:  # from the shapes of the sliced weights: no weight is read
+            weights = node.sliced_weights(in_keep, out_keep, values=False)
+            params = (
+                _count_params(node.layer) if weights is None
+                else sum(w.size for w in weights.values())
+            )
         seen.add(id(node.layer))
         layers.append(
             LayerCost(
@@ -177,7 +180,7 @@ def _count_params(layer):
     return layer.count_params() if layer.built else 0
 
 
-def count_flops(model, plan=None):
+def count_flops(model: keras.Model | graph_lib.CouplingGraph, plan=None) -> int:
     """Counts the FLOPs (2 x multiply-accumulates) of one forward pass.
 
     Args:

@@ -28,7 +28,7 @@ from singe_keras import gate_gradients
 _REGISTRY = {}
 
 
-def register_criterion(name):
+def register_criterion(name: str):
     """Class decorator: makes a `Criterion` subclass available as `name`.
 
     Example:
@@ -79,8 +79,11 @@ class Criterion:
     #: on average over two models and two targets (README, "Criteria under a
     #: fair allocation"); `"mean"` where it was not measured.
     normalization = "mean"
+    #: Whether `score` also takes `verbose` (0, or 1 for a progress bar of
+    #: its passes over the data); `singe_keras.score` passes it then.
+    shows_progress = False
 
-    def score(self, gated, data=None):
+    def score(self, gated, data=None) -> np.ndarray:
         """Returns the relevance of every unit, a `(num_units,)` NumPy array.
 
         Args:
@@ -165,6 +168,7 @@ class IntegratedGradients(Criterion):
 
     needs_data = True
     needs_loss = True
+    shows_progress = True
 
     def __init__(
         self,
@@ -265,7 +269,14 @@ class IntegratedGradients(Criterion):
             for position in positions:
                 yield np.where(inside, np.float32(position), np.float32(1.0)), weight, mask
 
-    def score(self, gated, data=None):
+    def point_count(self, count):
+        """How many points `path_points` yields for `count` blocks."""
+        if self.rule == "midpoint":
+            return count * self.steps
+        return 1 + count * (self.steps - 1)  # m = 1 once, for all blocks
+
+    def score(self, gated, data=None, verbose=0):
+        """See `Criterion.score`; `verbose=1` shows a bar of the model passes."""
         loss_fn = resolve_loss(self.loss, gated.graph.model)
         step = gate_gradients.attribution_step(gated, loss_fn)
         # Batches no larger than the data: padding rows would cost passes.
@@ -275,17 +286,26 @@ class IntegratedGradients(Criterion):
         padding = (np.ones((batch, units), "float32"), 0.0, np.zeros((batch, units), "float32"))
         rng = np.random.default_rng(self.seed)
         draws = self.draws if self.path == "random" else 1
+        batches = data_lib.fixed_batch_count(data, self.samples, batch)
+        bar, done = None, 0
         total, count = np.zeros(units), 0
         for x, y, sample_weight in data_lib.fixed_batches(data, self.samples, batch):
             real = sample_weight > 0
             for _ in range(draws):
                 attributions = 0.0
-                points = self.path_points(*self.blocks(gated.graph, batch, rng))
-                for chunk in _chunks(points, per_pass, padding):
+                block_of, blocks = self.blocks(gated.graph, batch, rng)
+                if verbose and bar is None:
+                    passes = -(-self.point_count(blocks) // per_pass)
+                    bar = keras.utils.Progbar(
+                        batches and batches * draws * passes, unit_name="pass")
+                for chunk in _chunks(self.path_points(block_of, blocks), per_pass, padding):
                     gates, weights, masks = (np.stack(parts) for parts in zip(*chunk))
                     attributions += np.asarray(
                         step(x, y, sample_weight, gates, weights.astype("float32"), masks)
                     )
+                    if bar is not None:
+                        done += 1
+                        bar.update(done)
                 # The blocks of one partition are disjoint: each unit has one
                 # attribution per sample and draw.
                 if self.reduction == "abs":
@@ -294,6 +314,8 @@ class IntegratedGradients(Criterion):
                     attributions = np.square(attributions)
                 total += attributions[real].sum(axis=0)
                 count += int(real.sum())
+        if bar is not None and bar.target is None:  # a stream: counted only now
+            bar.update(done, finalize=True)
         return total / max(count, 1)
 
 
@@ -527,7 +549,7 @@ class Random(Criterion):
         return np.random.default_rng(self.seed).random(gated.graph.num_units)
 
 
-def get(identifier):
+def get(identifier: str | dict | type | Criterion) -> Criterion:
     """Returns a `Criterion` from a name, a config dict, a class or an instance.
 
     Args:

@@ -139,6 +139,15 @@ def first_batch_size(data):
     return len(next(iter(_source_batches(data)))[0])
 
 
+def fixed_batch_count(data, samples, batch_size):
+    """How many batches `fixed_batches` yields; `None` for a stream (not counted)."""
+    if isinstance(data, Labelled):
+        return fixed_batch_count(data.data, samples, batch_size)
+    if is_stream(data):
+        return None
+    return -(-min(len(_as_tuple(data)[0]), samples) // batch_size)
+
+
 def fixed_batches(data, samples, batch_size):
     """Yields `(x, y, sample_weight)` NumPy batches of exactly `batch_size` rows.
 

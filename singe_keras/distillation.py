@@ -73,8 +73,9 @@ class DistillationLoss(keras.losses.Loss):
         ValueError: for an unknown `outputs` or a non-positive `temperature`.
     """
 
-    def __init__(self, outputs="logits", temperature=4.0, reduction="sum_over_batch_size",
-                 name="distillation", dtype=None):
+    def __init__(self, outputs: str = "logits", temperature: float = 4.0,
+                 reduction: str = "sum_over_batch_size", name: str = "distillation",
+                 dtype=None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         check_outputs(outputs)
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
@@ -130,7 +131,8 @@ class Distillation:
     ```
     """
 
-    def __init__(self, alpha=0.5, temperature=4.0, teacher=None, outputs=None):
+    def __init__(self, alpha: float = 0.5, temperature: float = 4.0,
+                 teacher: keras.Model | None = None, outputs: str | None = None) -> None:
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
         if teacher is not None and not isinstance(teacher, keras.Model):
@@ -148,7 +150,7 @@ class Distillation:
         """The settings, without the teacher (a model, fingerprinted separately)."""
         return {"alpha": self.alpha, "temperature": self.temperature, "outputs": self.outputs}
 
-    def loss(self, task_loss):
+    def loss(self, task_loss) -> DistillationLoss:
         """The `DistillationLoss` for a model compiled with `task_loss`.
 
         Raises:

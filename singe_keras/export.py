@@ -63,10 +63,10 @@ class ExportResult:
     inputs: list
     outputs: list
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def save(self, path=None):
+    def save(self, path: str | None = None) -> str:
         """Writes the result as JSON (default: next to the .tflite file)."""
         path = path or os.path.splitext(self.path)[0] + ".json"
         write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
@@ -74,14 +74,14 @@ class ExportResult:
 
 
 def export_tflite(
-    model,
-    path,
-    quantization=None,
+    model: keras.Model,
+    path: str,
+    quantization: str | None = None,
     representative_dataset=None,
-    io_dtype="int8",
-    allow_select_ops=False,
-    verification_samples=32,
-):
+    io_dtype: str = "int8",
+    allow_select_ops: bool = False,
+    verification_samples: int = 32,
+) -> ExportResult:
     """Converts a Keras model to a verified .tflite file.
 
     Args:

@@ -40,7 +40,7 @@ class GatedModel(keras.Model):
     ```
     """
 
-    def __init__(self, graph, name=None):
+    def __init__(self, graph, name: str | None = None) -> None:
         super().__init__(name=name or f"{graph.model.name}_gated")
         self.graph = graph
         self.traced_layers = [n.layer for n in graph.layer_nodes()]
@@ -76,7 +76,7 @@ class GatedModel(keras.Model):
             for n in readers
         )
 
-    def set_plan(self, plan):
+    def set_plan(self, plan) -> None:
         """Sets the gates of the units `plan` removes to 0 and all others to 1."""
         self.gates.assign(plan.mask(self.graph))
 

@@ -126,32 +126,44 @@ class TracedNode:
     hidden: list = dataclasses.field(default_factory=list)
 
     def resized(self, in_keep, out_keep):
-        """The call's shapes and the layer's weights with only the kept channels.
+        """The call's `LayerCall` with only the kept channels (shapes only).
 
         Args:
             in_keep: per input tensor, the indices of its kept channels.
             out_keep: per output tensor, likewise, then per hidden axis.
-
-        Returns:
-            `(call, weights)`: a `LayerCall` with the kept channel counts, and
-            `{name: array}` of sliced weights (named as in `weight_names`),
-            or `None` if no channel of this call is removed (the weights are
-            then unchanged).
         """
-        call = self.call._replace(
+        return self.call._replace(
             input_shapes=[s[:-1] + (len(k),) for s, k in zip(self.call.input_shapes, in_keep)],
             output_shapes=[
                 s[:-1] + (len(k),) for s, k in zip(self.call.output_shapes, out_keep)
             ],
             hidden_sizes=tuple(len(k) for k in out_keep[len(self.outputs):]),
         )
+
+    def sliced_weights(self, in_keep, out_keep, values=True):
+        """The layer's weights with only the kept channels.
+
+        Args:
+            in_keep: per input tensor, the indices of its kept channels.
+            out_keep: per output tensor, likewise, then per hidden axis.
+            values: whether to read the weights. `False` slices their
+                shapes (`handlers.WeightShape`s) instead, to count the
+                rebuilt layer's parameters without reading a weight.
+                Defaults to `True`.
+
+        Returns:
+            `{name: array or WeightShape}` of sliced weights (named as in
+            `weight_names`), or `None` if no channel of this call is removed
+            (the weights are then unchanged).
+        """
+        call = self.resized(in_keep, out_keep)
         if call[:2] == self.call[:2] and call.hidden_sizes == self.call.hidden_sizes:
-            return call, None
+            return None
         weights = {
-            name: keras.ops.convert_to_numpy(w)
+            name: keras.ops.convert_to_numpy(w) if values else handlers_lib.WeightShape(w.shape)
             for name, w in zip(weight_names(self.layer), getattr(self.layer, "weights", ()))
         }
-        return call, self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
+        return self.handler.slice_weights(self.layer, self.call, weights, in_keep, out_keep)
 
     def __call__(self, values, layer=None, arguments=None, hidden_gates=None):
         """Calls `layer` (default: the traced one) on `values[tensor id]`.
@@ -321,7 +333,8 @@ class CouplingGraph:
         ignored_layers: the names in `ignored_layers`.
     """
 
-    def __init__(self, model, ignored_layers=(), warn=True):
+    def __init__(self, model: keras.Model, ignored_layers: list | tuple = (),
+                 warn: bool = True) -> None:
         function = _function_of(model)
         if function is None:
             raise TypeError(
@@ -562,7 +575,7 @@ class CouplingGraph:
 
     # Queries ---------------------------------------------------------------
 
-    def group(self, name):
+    def group(self, name: str) -> CouplingGroup:
         """Returns the `CouplingGroup` called `name`."""
         for g in self.groups:
             if g.name == name:
@@ -572,12 +585,12 @@ class CouplingGraph:
             f"Groups: {[g.name for g in self.groups]}"
         )
 
-    def group_offset(self, name):
+    def group_offset(self, name: str) -> int:
         """Index of the group's first unit in the flat vector of all units."""
         self.group(name)
         return self._group_offsets[name]
 
-    def unit_indices(self, tensor):
+    def unit_indices(self, tensor: int) -> np.ndarray:
         """Per channel of a traced tensor, its flat unit index, or -1 if fixed."""
         if tensor not in self._unit_indices:
             self._unit_indices[tensor] = np.array(
@@ -590,7 +603,7 @@ class CouplingGraph:
             )
         return self._unit_indices[tensor]
 
-    def kept_channels(self, tensor, kept_units):
+    def kept_channels(self, tensor: int, kept_units: np.ndarray) -> np.ndarray:
         """Indices of the channels of a traced tensor that `kept_units` keeps.
 
         Args:
@@ -619,18 +632,18 @@ class CouplingGraph:
             [self.kept_channels(t, kept_units) for t in node.outputs + node.hidden],
         )
 
-    def layer_nodes(self):
+    def layer_nodes(self) -> list:
         """The first traced call of every layer: a shared layer counts once."""
         first = {}
         for node in self.nodes:
             first.setdefault(id(node.layer), node)
         return list(first.values())
 
-    def consumers(self, tensor):
+    def consumers(self, tensor: int) -> list:
         """The traced nodes that read a tensor."""
         return [n for n in self.nodes if tensor in n.inputs]
 
-    def barrier_causes(self):
+    def barrier_causes(self) -> dict:
         """The barriers grouped by cause: `{(class name, reason): [paths]}`."""
         causes = {}
         for node in self.nodes:
@@ -646,7 +659,7 @@ class CouplingGraph:
     def _prunable_nodes(self):
         return [n for n in self.nodes if self.any_prunable(n.inputs + n.outputs + n.hidden)]
 
-    def prunable_flops_share(self):
+    def prunable_flops_share(self) -> float:
         """The fraction of the model's FLOPs in layer calls with a prunable channel.
 
         Those are the FLOPs that pruning can reduce (as in `summary()`);
@@ -658,7 +671,7 @@ class CouplingGraph:
         macs = self._macs()
         return sum(macs[n] for n in self._prunable_nodes()) / max(sum(macs.values()), 1)
 
-    def summary(self):
+    def summary(self) -> str:
         """A short text: the share of the FLOPs that pruning can reach, and why not the rest.
 
         A layer call's FLOPs are prunable when one of its input or output
@@ -728,7 +741,7 @@ def describe_layers(class_name, paths, shown=3):
     return f"{count} of class {class_name} ({listed})"
 
 
-def trace(model, ignored_layers=None):
+def trace(model: keras.Model, ignored_layers: list | None = None) -> CouplingGraph:
     """Finds the coupling groups of a Keras model.
 
     Channels that must disappear together (the producers of a residual `Add`,

@@ -89,10 +89,10 @@ class LayerHandler:
     #: not costed: it counts 0 FLOPs, and `count_costs` names it.
     costed = True
 
-    def check(self, layer, call):
+    def check(self, layer: keras.Operation, call: LayerCall) -> None:
         """Raises `UnsupportedLayerError` if this layer's config is not handled."""
 
-    def propagate(self, layer, call, inputs, tracer):
+    def propagate(self, layer: keras.Operation, call: LayerCall, inputs: list, tracer) -> list:
         """Returns the channel labels of each output of one call of `layer`.
 
         Args:
@@ -107,7 +107,7 @@ class LayerHandler:
         """
         return [inputs[0]]
 
-    def hidden_units(self, layer, call):
+    def hidden_units(self, layer: keras.Operation, call: LayerCall) -> tuple:
         """The sizes of the layer's hidden unit axes: units on no tensor.
 
         An attention layer's heads are units that no input or output channel
@@ -118,7 +118,7 @@ class LayerHandler:
         """
         return ()
 
-    def gated_call(self, layer, gates, *args, **kwargs):
+    def gated_call(self, layer: keras.Operation, gates: list, *args, **kwargs):
         """Calls `layer` with its hidden units scaled by `gates`.
 
         Only for layers with `hidden_units`. `gates` holds one tensor per
@@ -127,15 +127,16 @@ class LayerHandler:
         """
         raise NotImplementedError(f"{type(self).__name__} has no hidden units to gate")
 
-    def is_source(self, layer, call):
+    def is_source(self, layer: keras.Operation, call: LayerCall) -> bool:
         """Whether an output channel can be non-zero when its inputs are zero."""
         return False
 
-    def passes_channels(self, layer, call):
+    def passes_channels(self, layer: keras.Operation, call: LayerCall) -> bool:
         """Whether output channel `i` is input channel `i` (a per-channel op)."""
         return True
 
-    def rebuild_config(self, layer, call, config, in_keep, out_keep):
+    def rebuild_config(self, layer: keras.Operation, call: LayerCall, config: dict,
+                       in_keep: list, out_keep: list) -> dict:
         """Returns the config of the layer with only the kept channels.
 
         Args:
@@ -148,16 +149,21 @@ class LayerHandler:
         """
         return config
 
-    def slice_weights(self, layer, call, weights, in_keep, out_keep):
+    def slice_weights(self, layer: keras.Operation, call: LayerCall, weights: dict,
+                      in_keep: list, out_keep: list) -> dict:
         """Returns the weights restricted to the kept channels.
 
         `weights` is `{name: array}`, each name the weight's path inside the
         layer (`"kernel"`; `"query/kernel"` in a layer with sublayers);
-        `in_keep` and `out_keep` are as in `rebuild_config`.
+        `in_keep` and `out_keep` are as in `rebuild_config`. Select and
+        reshape only (indexing, `np.take`, `np.moveaxis`, `reshape`):
+        `count_costs` also slices `WeightShape` stand-ins, to count the
+        parameters of a plan without reading a weight.
         """
         return weights
 
-    def rebuild_arguments(self, layer, call, in_keep, out_keep):
+    def rebuild_arguments(self, layer: keras.Operation, call: LayerCall, in_keep: list,
+                          out_keep: list) -> tuple:
         """Returns the `(args, kwargs)` of an operation call with the kept channels.
 
         Only Keras operations have call arguments to rebuild (a per-channel
@@ -165,11 +171,11 @@ class LayerHandler:
         """
         return call.arguments
 
-    def macs(self, layer, call):
+    def macs(self, layer: keras.Operation, call: LayerCall) -> int:
         """Multiply-accumulates of one call, from its static shapes."""
         return 0
 
-    def output_weights(self, layer):
+    def output_weights(self, layer: keras.Operation) -> np.ndarray | None:
         """The weights that make each new unit, output channels on the last axis.
 
         Magnitude criteria (`l1`, `l2`) read it. `None` for layers that make
@@ -177,7 +183,7 @@ class LayerHandler:
         """
         return None
 
-    def hidden_weights(self, layer):
+    def hidden_weights(self, layer: keras.Operation) -> list:
         """Per hidden axis, the weights of each hidden unit, units on the last axis.
 
         Magnitude criteria read them (an attention head's projection
@@ -185,7 +191,7 @@ class LayerHandler:
         """
         return []
 
-    def input_weights(self, layer):
+    def input_weights(self, layer: keras.Operation) -> list:
         """The weights that read each input channel, input channels on the last axis.
 
         Group magnitude criteria (`group_l1`, `group_l2`) read them: each
@@ -194,11 +200,11 @@ class LayerHandler:
         """
         return []
 
-    def channel_scale(self, layer):
+    def channel_scale(self, layer: keras.Operation) -> np.ndarray | None:
         """A per-channel scale (BatchNormalization's gamma), or `None`."""
         return None
 
-    def output_parameters(self, layer):
+    def output_parameters(self, layer: keras.Operation) -> list:
         """The weights that, set to zero, make an output channel zero.
 
         `PruningCallback` masks them to keep pruned units at zero during
@@ -210,7 +216,7 @@ class LayerHandler:
         """
         return []
 
-    def holds_zero(self, layer, call, zero_inputs):
+    def holds_zero(self, layer: keras.Operation, call: LayerCall, zero_inputs: list) -> bool:
         """Whether a pruned output channel is zero once `output_parameters` are.
 
         Args:
@@ -226,6 +232,59 @@ class LayerHandler:
         """
         maskable = bool(self.output_parameters(layer)) or not self.is_source(layer, call)
         return maskable and all(zero_inputs)
+
+
+class WeightShape:
+    """A weight's shape standing in for its values, for `slice_weights`.
+
+    Indexing (integers, slices, one index array, `...`), `np.take`,
+    `np.moveaxis` and `reshape` give the shape the same operation gives an
+    array, in time independent of the weight's size: `count_costs` counts
+    the parameters a plan leaves from the shapes alone.
+    """
+
+    def __init__(self, shape):
+        self.shape = tuple(int(d) for d in shape)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        ellipses = [i for i, index in enumerate(key) if index is Ellipsis]
+        if ellipses:
+            at = ellipses[0]
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1 :]
+        shape = []
+        for dimension, index in zip(self.shape, key + (slice(None),) * (self.ndim - len(key))):
+            if isinstance(index, slice):
+                shape.append(len(range(*index.indices(dimension))))
+            elif np.ndim(index) == 1:
+                index = np.asarray(index)
+                shape.append(int(index.sum()) if index.dtype == bool else len(index))
+            elif np.ndim(index) != 0:
+                raise TypeError(f"WeightShape takes 1-D index arrays only. Received: {index!r}")
+        return WeightShape(shape)
+
+    def reshape(self, *shape):
+        return WeightShape(np.empty(self.shape, np.dtype([])).reshape(*shape).shape)
+
+    def __array_function__(self, function, types, args, kwargs):
+        if function is np.take:
+            return self._take(*args, **kwargs)
+        if function is np.moveaxis:
+            return WeightShape(np.moveaxis(np.empty(self.shape, np.dtype([])), *args[1:]).shape)
+        return NotImplemented
+
+    def _take(self, array, indices, axis):
+        shape = list(self.shape)
+        shape[axis] = len(np.atleast_1d(indices))
+        return WeightShape(shape)
 
 
 def _channels_last(layer):
@@ -1282,7 +1341,7 @@ def _lookup(layer):
     return _REGISTRY.get(cls) or _REGISTRY_BY_PATH.get(f"{cls.__module__}.{cls.__qualname__}")
 
 
-def register_handler(layer_class, handler):
+def register_handler(layer_class: type, handler: LayerHandler) -> None:
     """Registers the handler that describes how to prune through `layer_class`.
 
     Lookup is by exact class: a subclass of `keras.layers.Conv2D` gets no

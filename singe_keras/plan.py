@@ -55,7 +55,7 @@ class Plan(JsonRecord):
         object.__setattr__(self, "sizes", {k: int(v) for k, v in self.sizes.items()})
 
     @classmethod
-    def full(cls, graph):
+    def full(cls, graph) -> "Plan":
         """The plan that keeps every unit of `graph` (a `CouplingGraph`)."""
         return cls(
             keep={g.name: range(g.size) for g in graph.groups},
@@ -63,7 +63,7 @@ class Plan(JsonRecord):
         )
 
     @classmethod
-    def from_mask(cls, graph, kept_units):
+    def from_mask(cls, graph, kept_units: np.ndarray) -> "Plan":
         """The plan keeping the units where `kept_units` (flat, as `mask`) is true."""
         kept_units = np.asarray(kept_units, bool)
         return cls(
@@ -74,7 +74,7 @@ class Plan(JsonRecord):
             sizes={g.name: g.size for g in graph.groups},
         )
 
-    def with_kept(self, group, units):
+    def with_kept(self, group: str, units) -> "Plan":
         """A copy of this plan where `group` keeps exactly `units`."""
         if group not in self.keep:
             raise ValueError(
@@ -82,7 +82,7 @@ class Plan(JsonRecord):
             )
         return Plan({**self.keep, group: units}, self.sizes)
 
-    def check(self, graph):
+    def check(self, graph) -> None:
         """Raises `ValueError` if this plan was not made for `graph`'s groups."""
         sizes = {g.name: g.size for g in graph.groups}
         if sizes != self.sizes:
@@ -93,7 +93,7 @@ class Plan(JsonRecord):
                 "`ignored_layers`."
             )
 
-    def mask(self, graph):
+    def mask(self, graph) -> np.ndarray:
         """Per unit of `graph` (flat, group by group), 1.0 if kept else 0.0."""
         self.check(graph)
         mask = np.zeros(graph.num_units, dtype="float32")
@@ -103,16 +103,16 @@ class Plan(JsonRecord):
         return mask
 
     @property
-    def num_kept(self):
+    def num_kept(self) -> int:
         """Total number of kept units."""
         return sum(len(units) for units in self.keep.values())
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "keep": {k: list(v) for k, v in self.keep.items()},
             "sizes": dict(self.sizes),
         }
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict) -> "Plan":
         return cls(keep=data["keep"], sizes=data["sizes"])

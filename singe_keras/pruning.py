@@ -35,32 +35,32 @@ logger = logging.getLogger(__name__)
 
 
 def prune(
-    model,
+    model: keras.Model,
     dataset=None,
-    target_flops=None,
-    target_params=None,
+    target_flops: float | None = None,
+    target_params: float | None = None,
     *,
-    criterion="singe",
-    rounds=4,
-    finetune_steps=100,
-    final_epochs=0,
-    batch_size=32,
+    criterion: str | dict | type | criteria_lib.Criterion = "singe",
+    rounds: int = 4,
+    finetune_steps: int = 100,
+    final_epochs: int = 0,
+    batch_size: int = 32,
     validation_data=None,
-    normalization=None,
-    min_units=1,
-    round_to=1,
-    max_pruning_ratio=None,
-    ignored_layers=None,
-    optimizer=None,
+    normalization: str | None = None,
+    min_units: int = 1,
+    round_to: int = 1,
+    max_pruning_ratio: float | None = None,
+    ignored_layers: list | None = None,
+    optimizer: str | keras.optimizers.Optimizer | None = None,
     loss=None,
-    metrics=None,
-    seed=None,
-    verbose=1,
-    return_report=False,
-    checkpoint_dir=None,
-    recalibration_batches=20,
-    distillation=None,
-):
+    metrics: list | None = None,
+    seed: int | None = None,
+    verbose: int = 1,
+    return_report: bool = False,
+    checkpoint_dir: str | None = None,
+    recalibration_batches: int = 20,
+    distillation: bool | dict | distillation_lib.Distillation | None = None,
+) -> keras.Model | tuple[keras.Model, PruningReport]:
     """Prunes a model to a FLOPs and/or parameter target with SInGE.
 
     Units (conv filters, dense neurons) are scored by `criterion`, removed
@@ -129,8 +129,11 @@ def prune(
         seed: makes the run reproducible: with the same seed and data, the
             same weights, bit for bit. Sets Keras's global seeds (like
             `keras.utils.set_random_seed`) at each round. Defaults to `None`.
-        verbose: 0 (silent) or 1 (one progress line per round). Details go
-            to the `singe_keras.pruning` logger. Defaults to `1`.
+        verbose: 0 (silent), 1 (per round: Keras progress bars of the
+            scoring passes and of the fine-tuning steps, then a summary
+            line) or 2 (the summary line only, as `fit`'s one line per
+            epoch). The summary lines also go to the `singe_keras.pruning`
+            logger. Defaults to `1`.
         return_report: also return a `PruningReport`. Defaults to `False`.
         checkpoint_dir: after every round, the state is written there
             atomically; calling `prune` again with the same arguments
@@ -282,8 +285,11 @@ def prune(
         step_flops = allocation.partial_target(original.flops, max_flops, fraction)
         step_params = allocation.partial_target(original.params, max_params, fraction)
         graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
+        if verbose == 1 and (scoring_criterion.shows_progress or finetune_steps):
+            print(f"Round {round_index}/{rounds}", flush=True)  # the bars' title
         try:
-            scores = scoring.score(graph, scoring_data, scoring_criterion)
+            scores = scoring.score(graph, scoring_data, scoring_criterion,
+                                   verbose=int(verbose == 1))
         except ValueError as error:
             raise ValueError(f"Round {round_index}/{rounds}: {error}") from error
         scored = time.perf_counter()
@@ -301,7 +307,7 @@ def prune(
         logs = {}
         if finetune_steps:
             logs = _finetune(model_or_distiller, dataset, round_index, finetune_steps,
-                             batch_size, seed)
+                             batch_size, seed, int(verbose == 1))
             _check_loss(logs, f"Round {round_index}/{rounds}")
         if validation_data is not None:
             logs.update(_evaluate(current, validation_data, batch_size))
@@ -327,7 +333,8 @@ def prune(
         if seed is not None:
             keras.utils.set_random_seed(seed + rounds + 1)
         model_or_distiller = trainer(rounds * finetune_steps)
-        history = _fit(model_or_distiller, dataset, final_epochs, batch_size)
+        history = _fit(model_or_distiller, dataset, final_epochs, batch_size,
+                       int(verbose == 1))
         logs = {k: v[-1] for k, v in history.history.items()}
         _check_loss(logs, "Final fine-tuning")
         if validation_data is not None:
@@ -358,10 +365,11 @@ def _round_stream(dataset, round_index, steps, batch_size, seed):
     return data_lib.training_stream(dataset, batch_size, seed).skip((round_index - 1) * steps)
 
 
-def _finetune(model, dataset, round_index, steps, batch_size, seed):
+def _finetune(model, dataset, round_index, steps, batch_size, seed, verbose):
     """`steps` optimizer steps; round r reads the r-th slice of the stream."""
     batches = _round_stream(dataset, round_index, steps, batch_size, seed).take(steps)
-    history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
+    history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
+                        verbose=verbose)
     return {k: v[-1] for k, v in history.history.items()}
 
 
@@ -375,10 +383,10 @@ def _check_loss(logs, stage):
         )
 
 
-def _fit(model, dataset, epochs, batch_size):
+def _fit(model, dataset, epochs, batch_size, verbose):
     return model.fit(
         **data_lib.keras_arguments(dataset, batch_size), epochs=epochs,
-        shuffle=not data_lib.is_stream(dataset), verbose=0,
+        shuffle=not data_lib.is_stream(dataset), verbose=verbose,
     )
 
 

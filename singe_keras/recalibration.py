@@ -66,7 +66,9 @@ def _normalize(layer, inputs):
     return [keras.ops.cast(outputs, layer.compute_dtype)], mean, variance
 
 
-def recalibrate_batchnorm(model, data, batches=20, batch_size=32):
+def recalibrate_batchnorm(
+    model: keras.Model, data, batches: int = 20, batch_size: int = 32
+) -> None:
     """Re-estimates the moving statistics of every BatchNormalization of a model.
 
     Use it after changing a model's weights outside of training (pruning,

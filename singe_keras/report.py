@@ -27,13 +27,13 @@ class PruningReport(JsonRecord):
             `"metrics"` on `validation_data` when `prune` had some.
     """
 
-    def __init__(self, original, layers, rounds=()):
+    def __init__(self, original: dict, layers: dict, rounds: list | tuple = ()) -> None:
         self.original = dict(original)
         self.layers = layers
         self.rounds = list(rounds)
 
     @classmethod
-    def start(cls, graph, flops, params):
+    def start(cls, graph, flops: int, params: int) -> "PruningReport":
         """A report for an unpruned model: every channel kept."""
         layers = {}
         for node in graph.nodes:
@@ -50,7 +50,7 @@ class PruningReport(JsonRecord):
                 layers[node.path]["kept_hidden"] = [list(range(n)) for n in node.call.hidden_sizes]
         return cls({"flops": int(flops), "params": int(params)}, layers)
 
-    def record_plan(self, graph, plan):
+    def record_plan(self, graph, plan: Plan) -> None:
         """Narrows the kept channels by a plan applied to the current model."""
         kept = plan.mask(graph).astype(bool)
         done = set()
@@ -71,7 +71,7 @@ class PruningReport(JsonRecord):
                     for previous, t in zip(layer["kept_hidden"], node.hidden)
                 ]
 
-    def to_plan(self, graph):
+    def to_plan(self, graph) -> Plan:
         """The `Plan` that rebuilds the pruned architecture from the original.
 
         Args:
@@ -91,11 +91,11 @@ class PruningReport(JsonRecord):
             keep[group.name] = sorted(units)
         return Plan(keep, {g.name: g.size for g in graph.groups})
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"original": self.original, "rounds": self.rounds, "layers": self.layers}
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict) -> "PruningReport":
         return cls(data["original"], data["layers"], data["rounds"])
 
     def __repr__(self):
@@ -115,7 +115,7 @@ class PruningReport(JsonRecord):
             f"({last['params'] / self.original['params']:.1%}){metrics})"
         )
 
-    def metric_curve(self):
+    def metric_curve(self) -> tuple:
         """The metric `plot` draws against the FLOPs ratio, point by point.
 
         The validation metric when the run had `validation_data` (with the
@@ -146,7 +146,7 @@ class PruningReport(JsonRecord):
         ]
         return metric, points
 
-    def plot(self, path):
+    def plot(self, path: str) -> None:
         """Draws the channels of every layer and the metric vs FLOPs as a PNG.
 
         Left: the output channels of every layer that makes units, before and

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from singe_keras import allocation
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
@@ -25,14 +26,14 @@ class Scores:
     values: dict
     criterion: dict
 
-    def __getitem__(self, group_name):
+    def __getitem__(self, group_name: str) -> np.ndarray:
         return self.values[group_name]
 
-    def flat(self):
+    def flat(self) -> np.ndarray:
         """All relevances in one vector, group after group (as the gates)."""
         return np.concatenate([np.zeros(0)] + [self.values[g.name] for g in self.groups])
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "criterion": self.criterion,
             "groups": {
@@ -42,7 +43,13 @@ class Scores:
         }
 
 
-def score(model, data=None, criterion="singe", ignored_layers=None):
+def score(
+    model: "keras.Model | graph_lib.CouplingGraph | GatedModel",
+    data=None,
+    criterion: str | dict | type | criteria_lib.Criterion = "singe",
+    ignored_layers: list | None = None,
+    verbose: int = 0,
+) -> Scores:
     """Scores every prunable unit (conv filter, dense neuron) of a model.
 
     Use it on its own ("which filters matter?") or let `singe_keras.prune`
@@ -60,13 +67,15 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
             `singe_keras.criteria.get`). Defaults to `"singe"`.
         ignored_layers: layers whose units are not scored (only when `model`
             is a `keras.Model`). Defaults to `None`.
+        verbose: 0 (silent) or 1 (a `keras.utils.Progbar` of the model
+            passes, for criteria that take data). Defaults to `0`.
 
     Returns:
         A `Scores`: `scores[group_name]` is a NumPy array of relevances.
 
     Raises:
-        ValueError: if the criterion needs data and none (or unusable data)
-            is given, if it needs a loss and neither the model nor the
+        ValueError: if `verbose` is not 0 or 1, if the criterion needs data
+            and none (or unusable data) is given, if it needs a loss and neither the model nor the
             criterion has one, or if a relevance is NaN or infinite.
         TypeError: for a wrong type of `model`, `data` or `criterion`.
 
@@ -79,6 +88,7 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
         print(group.name, scores[group.name].argsort()[:4])  # least relevant
     ```
     """
+    allocation.check_verbose(verbose, (0, 1))
     criterion = criteria_lib.get(criterion)
     if isinstance(model, GatedModel):
         gated = model
@@ -97,8 +107,9 @@ def score(model, data=None, criterion="singe", ignored_layers=None):
         data_lib.check_data(data, gated.graph.model)
     if criterion.needs_loss:
         criteria_lib.resolve_loss(criterion.loss, gated.graph.model)
+    progress = {"verbose": verbose} if criterion.shows_progress else {}
     relevance = (
-        np.asarray(criterion.score(gated, data), dtype="float64")
+        np.asarray(criterion.score(gated, data, **progress), dtype="float64")
         if gated.graph.num_units
         else np.zeros(0)  # nothing prunable: nothing to score
     )

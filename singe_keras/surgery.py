@@ -14,7 +14,7 @@ import keras
 from singe_keras.graph import Scope, weight_names
 
 
-def rebuild(graph, plan):
+def rebuild(graph, plan) -> keras.Model:
     """Builds the model that keeps only the units of `plan`.
 
     Args:
@@ -85,7 +85,7 @@ class _Surgeon:
         )
         new = _layer_from_config(layer, config)
         outputs = node(values, layer=new)  # builds the new layer
-        _, sliced = node.resized(in_keep, out_keep)
+        sliced = node.sliced_weights(in_keep, out_keep)
         if sliced is None:
             new.set_weights(layer.get_weights())
         else:

@@ -151,3 +151,16 @@ def test_multi_head_attention_counts_projections_and_attention_products():
     macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}["mha"]
     projections = 5 * 6 * 2 * 3 + 7 * 4 * 2 * 3 + 7 * 4 * 2 * 8 + 5 * 2 * 8 * 6
     assert macs == projections + 2 * 5 * 7 * (3 + 8)
+
+
+@pytest.mark.parametrize("slicing", [
+    lambda w: w[..., [0, 2]],
+    lambda w: w[[1]],
+    lambda w: w[1:, ..., np.array([True, False, True])],
+    lambda w: w[0, :, -1],
+    lambda w: np.take(np.take(w, [0, 1, 3], axis=-2), [2], axis=-1),
+    lambda w: np.moveaxis(w, -2, -1).reshape(2, -1),
+])
+def test_weight_shape_slices_as_an_array_does(slicing):
+    array = np.zeros((2, 3, 4, 3))
+    assert slicing(singe_keras.handlers.WeightShape(array.shape)).shape == slicing(array).shape

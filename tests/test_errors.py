@@ -107,7 +107,7 @@ CASES = {
     "no target": lambda tmp: _prune(target_flops=None),
     "`rounds=0` (likewise other counts)": lambda tmp: _prune(rounds=0),
     "`normalization='maximum'`": lambda tmp: _prune(normalization="maximum"),
-    "`verbose=2`": lambda tmp: _prune(verbose=2),
+    "`verbose=3`": lambda tmp: _prune(verbose=3),
     "a target below the smallest model": lambda tmp: _prune(target_flops=1e-6),
     "`ignored_layers=['nope']`": lambda tmp: _prune(ignored_layers=["nope"]),
     "a subclassed model": lambda tmp: _prune(_Subclassed()),

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -135,7 +136,8 @@ def test_metrics_are_named_training_or_validation_and_the_unpruned_model_is_eval
     assert all(set(r["metrics"]) == names for r in report.rounds)
     assert report.original["metrics"] == pytest.approx(
         {f"val_{k}": v for k, v in expected.items()})
-    line = capsys.readouterr().out.splitlines()[0]
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("Round 1/2 - "))  # after the round's progress bars
     assert " - train_accuracy " in line and " - val_accuracy " in line
     metric, points = report.metric_curve()
     assert metric == "val_accuracy"
@@ -265,7 +267,7 @@ def test_an_unreachable_count_above_100_has_no_percentage_hint():
 @pytest.mark.parametrize(
     "option, value",
     [("rounds", 0), ("finetune_steps", -1), ("final_epochs", 1.5), ("batch_size", 0),
-     ("min_units", 0), ("round_to", 0), ("normalization", "maximum"), ("verbose", 2),
+     ("min_units", 0), ("round_to", 0), ("normalization", "maximum"), ("verbose", 3),
      ("max_pruning_ratio", 1.0), ("recalibration_batches", -1)],
 )
 def test_bad_options_are_rejected(option, value):
@@ -457,3 +459,36 @@ def test_default_normalization_is_the_criterion_s_own(criterion, own):
     assert any(kept() != kept(normalization=n) for n in ("flops", "none", "max"))
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion=criterion, data=data)
     assert callback.normalization == own
+
+
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+def test_progress_bars_show_inside_rounds_at_verbose_1_only(verbose, capsys):
+    model = _compiled("chain")
+    singe_keras.prune(model, _data(model, 32), target_flops=0.6, rounds=2, finetune_steps=3,
+                      batch_size=16, recalibration_batches=0, seed=0, verbose=verbose)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)  # no colours
+    if verbose == 0:
+        assert out == ""
+        return
+    summaries = [line for line in out.splitlines() if " - FLOPs " in line]
+    assert [line.split(" - ")[0] for line in summaries] == ["Round 1/2", "Round 2/2"]
+    bars = re.findall(r"(\d+)/(\d+) \S+ .*?/(pass|step)", out)
+    if verbose == 2:
+        assert bars == [] and "━" not in out
+        return
+    # Per round: the scoring passes, then fit's 3 steps, each bar run to its end.
+    finished = [(unit, done) for done, target, unit in bars if done == target]
+    assert [unit for unit, _ in finished] == ["pass", "step"] * 2
+    assert [done for unit, done in finished if unit == "step"] == ["3", "3"]
+
+
+def test_score_progress_counts_the_passes_of_a_stream(capsys):
+    model = _compiled("chain")
+    stream = tf.data.Dataset.from_tensor_slices(_data(model, 32)).batch(16)
+    criterion = criteria.IntegratedGradients(steps=2, path="group", batch_size=16)
+    singe_keras.score(model, stream, criterion, verbose=1)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out)
+    passes = 2 * 2 * len(singe_keras.trace(model).groups)  # batches x steps x groups
+    assert re.search(rf"\b{passes}/Unknown .*/pass", out)
+    singe_keras.score(model, stream, criterion)
+    assert capsys.readouterr().out == ""
