@@ -420,6 +420,25 @@ def test_learning_rate_schedule_continues_across_rounds(given):
                                [float(_decay()(s)) for s in steps], rtol=1e-6)
 
 
+def test_a_pruned_model_with_a_continued_schedule_loads_after_importing_singe_keras(tmp_path):
+    model = zoo.build("chain")
+    model.compile(optimizer=keras.optimizers.SGD(_decay()), loss=CE)
+    model.optimizer.iterations.assign(5)
+    pruned = singe_keras.prune(model, _data(model, 32), target_flops=0.5, rounds=1,
+                               finetune_steps=1, batch_size=16, verbose=0)
+    path = str(tmp_path / "pruned.keras")
+    pruned.save(path)
+    # A fresh process: `import singe_keras` alone registers its Keras classes.
+    root = os.path.dirname(os.path.dirname(singe_keras.__file__))
+    script = ("import sys, keras, singe_keras\n"
+              "model = keras.models.load_model(sys.argv[1])\n"
+              "print(type(model.optimizer.learning_rate).__name__, model.count_params())\n")
+    result = subprocess.run([sys.executable, "-c", script, path], capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == str(pruned.count_params())
+
+
 def test_batchnorm_statistics_are_re_estimated_after_each_rebuild():
     model = _compiled()
     x, y = _data(model, 48)
