@@ -62,7 +62,7 @@ _FINEST_STEP = 4
 _GRID_POINTS = 8
 # A grid interval is refined when its latency rises by more than this share of
 # the full layer's (a step may hide inside it).
-_REFINE_JUMP = 0.1
+_REFINE_JUMP = 0.05
 _CALIBRATION_SAMPLES = 16
 
 
@@ -192,7 +192,9 @@ class LayerTable:
         self.full = tuple(int(c) for c in full)
         self.tied = bool(tied)
         self.points = {(int(a), int(b)): float(ms) for (a, b), ms in points.items()}
-        inputs = sorted(a for a, b in self.points if b == self.full[1])
+        # Tied: the points are (n, n * ratio), one sweep over the inputs.
+        inputs = sorted(
+            (a, b) for a, b in self.points if self.tied or b == self.full[1])
         outputs = sorted(b for a, b in self.points if a == self.full[0])
         if self.full not in self.points or not inputs or not outputs:
             raise ValueError(
@@ -201,8 +203,8 @@ class LayerTable:
             )
         # Read as nondecreasing staircases: measurement noise must not make a
         # larger layer look faster (the allocation's bisection relies on it).
-        self._inputs = np.array(inputs)
-        self._input_ms = np.maximum.accumulate([self.points[(a, self.full[1])] for a in inputs])
+        self._inputs = np.array([a for a, _ in inputs])
+        self._input_ms = np.maximum.accumulate([self.points[p] for p in inputs])
         self._outputs = np.array(outputs)
         self._output_ms = np.maximum.accumulate([self.points[(self.full[0], b)] for b in outputs])
         self._smallest = float(min(self.points.values()))
@@ -218,7 +220,8 @@ class LayerTable:
         if self.tied:
             return along_inputs
         along_outputs = self._step(self._outputs, self._output_ms, outputs)
-        full, base = self.points[self.full], min(self._smallest, along_inputs, along_outputs)
+        full = max(self._input_ms[-1], self._output_ms[-1])
+        base = min(self._smallest, along_inputs, along_outputs)
         if full <= base:
             return max(along_inputs, along_outputs)
         return base + (along_inputs - base) * (along_outputs - base) / (full - base)
@@ -377,10 +380,11 @@ def table_key(description, runtime):
 def grid(size):
     """The coarse grid of channel counts of a dimension of `size` channels.
 
-    Multiples of the smallest power of two >= max(4, size / 8), and `size`.
+    Multiples of the smallest power of two >= max(4, size / 8), `size`, and
+    4 (so that refinement can find steps below the first multiple).
     """
     step = max(_FINEST_STEP, 2 ** math.ceil(math.log2(max(size / _GRID_POINTS, 1))))
-    return sorted(set(range(step, size, step)) | {size})
+    return sorted(set(range(step, size, step)) | {min(_FINEST_STEP, size), size})
 
 
 def probe(node, inputs, outputs):
@@ -608,7 +612,7 @@ def from_measurements(path):
         layers[path_name] = key
         if key not in tables:
             tables[key] = LayerTable(key, layer["full"], layer["tied"], points.get(key, {}))
-    full = {k: t.points[t.full] for k, t in tables.items()}
+    full = {k: t.latency(*t.full) for k, t in tables.items()}
     constant = data["model_ms"] - sum(full[k] for k in layers.values())
     runtime = {"runtime": data["runtime"].get("runtime"), "delegate": data["delegate"],
                "threads": data["threads"], "precision": data["precision"],
