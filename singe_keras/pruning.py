@@ -445,12 +445,13 @@ def _named(logs):
 def _measured_latency(latency_model, model, report, max_latency, verbose):
     """The report's `latency`: the pruned model's prediction next to one measurement."""
     predicted = report.rounds[-1]["latency_ms"]
-    record = {"target_ms": max_latency, "predicted_ms": predicted, "measured_ms": None,
+    record = {"target_ms": float(max_latency), "predicted_ms": predicted, "measured_ms": None,
               "prediction_error": None, "runtime": latency_model.runtime}
     if latency_model.timer is not None:
         measured = latency_model.measure(model)
         record["measured_ms"] = measured
-        record["prediction_error"] = latency_lib.check_prediction(predicted, measured, 4)
+        record["prediction_error"] = float(
+            latency_lib.check_prediction(predicted, measured, 4))
         line = (
             f"Latency - predicted {predicted:.3f} ms, measured {measured:.3f} ms "
             f"({record['prediction_error']:+.1%}) - unpruned "

@@ -4,7 +4,7 @@ import math
 
 import keras
 
-OVERHEAD_MS = 0.05
+OVERHEAD_MS = 0.005
 MS_PER_BLOCK = 1e-3
 
 
