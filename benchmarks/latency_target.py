@@ -10,7 +10,8 @@ For the pretrained CIFAR-10 ResNet-20 of ../shared/models and a MobileNetV2
    original and pruned .tflite files are timed against each other with the
    device-side toolkit (`litert_bench.compare`: batch 1, 1 thread, XNNPACK,
    interleaved blocks, medians);
-3. 20 random plans (every group keeps a random 30-100% of its units) are
+3. 20 random plans (every group keeps a random 30-100% of its units, with
+   `--plan-step 4` a multiple of 4 as the allocation's plans) are
    rebuilt, timed against the original the same way, and their measured
    latency ratios compared with the latency model's predicted ratios.
 
@@ -47,12 +48,16 @@ def _model(name, args):
 
 
 def _compare(timer, original, pruned, directory, runs):
-    """Interleaved LiteRT timing of two Keras models (the timer's settings)."""
+    """Interleaved LiteRT timing of two Keras models (the timer's settings).
+
+    The original is converted once per folder.
+    """
     paths = []
     for name, model in (("original", original), ("pruned", pruned)):
         paths.append(os.path.join(directory, f"{name}.tflite"))
-        with open(paths[-1], "wb") as f:
-            f.write(timer.convert(model))
+        if name == "pruned" or not os.path.exists(paths[-1]):
+            with open(paths[-1], "wb") as f:
+                f.write(timer.convert(model))
     result = litert_bench.compare(
         *(litert_bench.load(p, threads=timer.threads, xnnpack=timer.delegate == "xnnpack")
           for p in paths),
@@ -65,10 +70,12 @@ def _compare(timer, original, pruned, directory, runs):
     }
 
 
-def _random_plan(graph, rng):
+def _random_plan(graph, rng, step):
+    """Every group keeps a random 30-100% of its units, a multiple of `step` (or all)."""
     keep = {}
     for group in graph.groups:
         count = max(1, int(round(rng.uniform(0.3, 1.0) * group.size)))
+        count = min(group.size, -(-count // step) * step)
         keep[group.name] = np.sort(rng.choice(group.size, count, replace=False))
     return singe_keras.Plan(keep, {g.name: g.size for g in graph.groups})
 
@@ -84,22 +91,21 @@ def run(name, precision, args, calibration):
     probes = sum(len(t.points) for t in latency_model.tables.values())
     print(f"{name} {precision}: tables built in {build_seconds:.0f}s ({probes} probes)",
           flush=True)
-    if name == "resnet20":
-        data = (calibration[0][:64], calibration[1][:64])
-        criterion = singe_keras.criteria.IntegratedGradients(samples=64)
-    else:
-        data, criterion = None, "l1"
-    pruned, report = singe_keras.prune(
-        model, data, target_latency=args.target, latency_model=latency_model,
-        criterion=criterion, rounds=1, finetune_steps=0, return_report=True, verbose=1,
-    )
+    record = {
+        "model": name, "precision": precision, "plan_step": args.plan_step,
+        "table_build_seconds": build_seconds, "probes": probes,
+        "tables": len(latency_model.tables), "timed_layers": len(latency_model.layers),
+        "constant_ms": latency_model.constant,
+    }
     full_ms = latency_model.predict(graph)
     with tempfile.TemporaryDirectory() as directory:
-        measured = _compare(timer, model, pruned, directory, args.runs)
+        if not args.skip_prune:
+            record.update(_prune(name, model, latency_model, timer, args, directory,
+                                 calibration))
         rng = np.random.default_rng(args.seed)
         plans = []
         for index in range(args.plans):
-            plan = _random_plan(graph, rng)
+            plan = _random_plan(graph, rng, args.plan_step)
             predicted = latency_model.predict(graph, plan)
             timed = _compare(timer, model, singe_keras.rebuild(graph, plan), directory,
                              args.plan_runs)
@@ -113,27 +119,40 @@ def run(name, precision, args, calibration):
                   f"measured {timed['ratio']:.3f}", flush=True)
     ratio_errors = np.array([abs(p["predicted_ratio"] - p["measured_ratio"]) / p["measured_ratio"]
                              for p in plans])
-    record = {
-        "model": name, "precision": precision,
-        "table_build_seconds": build_seconds, "probes": probes,
-        "tables": len(latency_model.tables), "timed_layers": len(latency_model.layers),
-        "constant_ms": latency_model.constant,
-        "target_latency": args.target,
-        "flops_ratio": singe_keras.count_flops(pruned) / singe_keras.count_flops(model),
-        "filters": [getattr(l, "filters", None) for l in pruned.layers
-                    if isinstance(l, keras.layers.Conv2D)
-                    and not isinstance(l, keras.layers.DepthwiseConv2D)],
-        "report_latency": report.latency,
+    record.update({
         "original_predicted_ms": full_ms,
-        "measured_interleaved": measured,
         "random_plans": plans,
         "prediction_error_of_ratio": {"mean": float(ratio_errors.mean()),
                                       "max": float(ratio_errors.max())},
-    }
-    print(f"{name} {precision}: measured latency ratio {measured['ratio']:.3f} "
-          f"(FLOPs ratio {record['flops_ratio']:.3f}); random-plan ratio error mean "
-          f"{ratio_errors.mean():.1%}, max {ratio_errors.max():.1%}", flush=True)
+    })
+    print(f"{name} {precision}: random-plan ratio error mean {ratio_errors.mean():.1%}, "
+          f"max {ratio_errors.max():.1%}", flush=True)
     return record
+
+
+def _prune(name, model, latency_model, timer, args, directory, calibration):
+    """`target_latency` pruning, and the pruned model timed against the original."""
+    if name == "resnet20":
+        data = (calibration[0][:64], calibration[1][:64])
+        criterion = singe_keras.criteria.IntegratedGradients(samples=64)
+    else:
+        data, criterion = None, "l1"
+    pruned, report = singe_keras.prune(
+        model, data, target_latency=args.target, latency_model=latency_model,
+        criterion=criterion, rounds=1, finetune_steps=0, return_report=True, verbose=1,
+    )
+    measured = _compare(timer, model, pruned, directory, args.runs)
+    flops_ratio = singe_keras.count_flops(pruned) / singe_keras.count_flops(model)
+    print(f"{name} {timer.precision}: measured latency ratio {measured['ratio']:.3f} "
+          f"(FLOPs ratio {flops_ratio:.3f})", flush=True)
+    return {
+        "target_latency": args.target,
+        "flops_ratio": flops_ratio,
+        "filters": [l.filters for l in pruned.layers if isinstance(l, keras.layers.Conv2D)
+                    and not isinstance(l, keras.layers.DepthwiseConv2D)],
+        "report_latency": report.latency,
+        "measured_interleaved": measured,
+    }
 
 
 def main():
@@ -147,6 +166,11 @@ def main():
                         help="timed runs per model for the pruned/original ratio")
     parser.add_argument("--plans", type=int, default=20)
     parser.add_argument("--plan-runs", type=int, default=200)
+    parser.add_argument("--plan-step", type=int, default=1,
+                        help="random plans keep multiples of this many units per group "
+                             "(4: on the tables' finest grid, as the allocation's plans)")
+    parser.add_argument("--skip-prune", action="store_true",
+                        help="only the tables and the random plans")
     parser.add_argument("--probe-runs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conditions", default="",
