@@ -477,7 +477,9 @@ def build(
         A `LatencyModel`.
 
     Raises:
-        ValueError: for a bad argument, or a model without timed layers.
+        ValueError: for a bad argument, `timer` with other timer settings, or
+            a model without timed layers.
+        TypeError: if `timer` is not callable.
 
     Example:
 
@@ -486,10 +488,7 @@ def build(
     latency_model.predict(singe_keras.trace(model))  # = the measured latency
     ```
     """
-    if timer is None:
-        timer = LiteRTTimer(threads, delegate, precision)
-    elif not callable(timer):
-        raise TypeError(f"`timer` must be callable. Received: timer={timer!r}")
+    timer = _check_timer_options(timer, threads, delegate, precision)
     if verbose not in (0, 1):
         raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
     runtime = getattr(timer, "runtime", None) or {"runtime": type(timer).__name__}
@@ -660,18 +659,29 @@ def check_latency_model(latency_model):
                 f"`latency_model` options must be among {sorted(options)}. "
                 f"Received unknown options: {unknown}"
             )
-        if "threads" in latency_model:
-            _check_positive_int("threads", latency_model["threads"])
-        if "delegate" in latency_model:
-            _check_choice("delegate", latency_model["delegate"], DELEGATES)
-        if "precision" in latency_model:
-            _check_choice("precision", latency_model["precision"], PRECISIONS)
+        _check_timer_options(latency_model.get("timer"), **{
+            k: v for k, v in latency_model.items() if k in ("threads", "delegate", "precision")})
         return
     raise TypeError(
         "`latency_model` must be None, a dict of `singe_keras.latency.build` options "
         "or a `LatencyModel`. Received: "
         f"latency_model={latency_model!r} of type {type(latency_model).__name__}"
     )
+
+
+def _check_timer_options(timer, threads=1, delegate="xnnpack", precision="float32"):
+    """The timer `build` uses: `timer`, or a `LiteRTTimer` of the options (checked)."""
+    if timer is None:
+        return LiteRTTimer(threads, delegate, precision)
+    if not callable(timer):
+        raise TypeError(f"`timer` must be callable. Received: timer={timer!r}")
+    if (threads, delegate, precision) != (1, "xnnpack", "float32"):
+        raise ValueError(
+            "Give `timer` or `threads`/`delegate`/`precision` (the settings of the "
+            f"default LiteRT timer), not both. Received: timer={timer!r}, "
+            f"threads={threads!r}, delegate={delegate!r}, precision={precision!r}"
+        )
+    return timer
 
 
 def get(latency_model, model, ignored_layers=None, verbose=0):

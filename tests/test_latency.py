@@ -221,11 +221,11 @@ def test_bad_latency_arguments_are_rejected_before_any_timing(tmp_path):
     with pytest.raises(ValueError, match="unknown options: \\['gpu'\\]"):
         run(latency_model={"gpu": True})
     with pytest.raises(ValueError, match="`threads` must be a positive integer"):
-        run(latency_model={"threads": 0, "timer": timer})
+        run(latency_model={"threads": 0})
     with pytest.raises(ValueError, match="`delegate` must be one of"):
-        run(latency_model={"delegate": "gpu", "timer": timer})
+        run(latency_model={"delegate": "gpu"})
     with pytest.raises(ValueError, match="`precision` must be one of"):
-        run(latency_model={"precision": "float16", "timer": timer})
+        run(latency_model={"precision": "float16"})
     with pytest.raises(ValueError, match="`round_to` must be"):
         run(latency_model={"timer": timer}, round_to=0)
     assert timer.calls == 0
@@ -242,6 +242,8 @@ def test_bad_builder_arguments_are_rejected(tmp_path):
         latency.build(model, timer=3)
     with pytest.raises(ValueError, match="`verbose` must be 0 or 1"):
         latency.build(model, timer=StaircaseTimer(), verbose=2)
+    with pytest.raises(ValueError, match="Give `timer` or `threads`"):
+        latency.build(model, timer=StaircaseTimer(), threads=2)
     with pytest.raises(ValueError, match="`delegate` must be one of"):
         latency.LiteRTTimer(delegate="gpu")
     with pytest.raises(ValueError, match="`runs` must be a positive integer"):
