@@ -150,6 +150,11 @@ def normalize(graph, relevance, normalization, kept_units=None, latency_model=No
     ```
     """
     relevance = np.asarray(relevance, dtype="float64").copy()
+    if normalization == "latency" and latency_model is None:
+        raise ValueError(
+            "normalization='latency' needs a `latency_model` "
+            "(singe_keras.latency.build(model)). Received: latency_model=None"
+        )
     if normalization == "none":
         return relevance
     kept_units = np.ones(graph.num_units, bool) if kept_units is None else kept_units
@@ -234,8 +239,9 @@ def allocate(
 
     Raises:
         ValueError: if the targets cannot be met within `min_units`,
-            `round_to` and `max_pruning_ratio`; the message gives the
-            smallest reachable costs.
+            `round_to` and `max_pruning_ratio` (the message gives the
+            smallest reachable costs), or if `max_latency` or the
+            `"latency"` normalization come without `latency_model`.
 
     Example:
 

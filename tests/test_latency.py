@@ -264,6 +264,8 @@ def test_bad_builder_arguments_are_rejected(tmp_path):
         latency.build(model, timer=StaircaseTimer(), cache_dir=None).to_dict())
     with pytest.raises(ValueError, match="measured on another device"):
         loaded.measure(model)
+    graph = singe_keras.trace(model)
     with pytest.raises(ValueError, match="`max_latency` needs a `latency_model`"):
-        graph = singe_keras.trace(model)
         allocation.allocate(graph, np.ones(graph.num_units), max_latency=1.0)
+    with pytest.raises(ValueError, match="normalization='latency' needs a `latency_model`"):
+        allocation.allocate(graph, np.ones(graph.num_units), 1e6, normalization="latency")
