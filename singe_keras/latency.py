@@ -16,8 +16,7 @@ layer with fewer channels, random weights) and timed in LiteRT, with the
 delegate, thread count and precision of deployment. The other layers
 (normalisation, activations, additions, pooling: fused into the convolutions
 or cheap) and the interpreter's own overhead make the constant, calibrated
-once so that the prediction for the unpruned model equals its measured
-latency.
+so that the prediction for the unpruned model equals its measured latency.
 
 A table is sampled on a grid of channel counts per dimension (multiples of a
 power of two, about 8 points), refined where the latency jumps, and read as a
@@ -455,7 +454,8 @@ def build(
     Every timed layer (see the module docstring) gets a table, measured once
     per distinct configuration and reused from `cache_dir` when a table of
     the same layer, input shape and runtime was measured before. The
-    constant is calibrated from one measurement of the whole model.
+    constant is calibrated on the whole model (the median of three timings,
+    one before the tables and two after).
 
     Args:
         model: a functional or Sequential `keras.Model` with a fixed input size.
@@ -499,6 +499,10 @@ def build(
             "The model has no layer whose latency depends on prunable channels "
             "(convolutions or Dense layers with a prunable input or output)."
         )
+    # The whole model is timed before and after the tables (twice): the
+    # median of the three is the calibration, less at the mercy of the load
+    # at one moment than a single timing.
+    whole = [float(timer(model))]
     tables, layers = {}, {}
     for node, description in timed:
         key = table_key(description, runtime)
@@ -520,9 +524,9 @@ def build(
         if cached:
             os.makedirs(cache_dir, exist_ok=True)
             write_atomically(cached, json.dumps(tables[key].to_dict()).encode())
-    whole = float(timer(model))
+    whole += [float(timer(model)), float(timer(model))]
     layer_sum = sum(LatencyModel(tables, layers, 0.0, runtime).layer_latencies(graph).values())
-    return LatencyModel(tables, layers, whole - layer_sum, runtime, timer)
+    return LatencyModel(tables, layers, float(np.median(whole)) - layer_sum, runtime, timer)
 
 
 def write_probes(model, directory, ignored_layers=None, *, precision="float32"):
