@@ -96,12 +96,18 @@ def run(name, precision, args, calibration):
         "table_build_seconds": build_seconds, "probes": probes,
         "tables": len(latency_model.tables), "timed_layers": len(latency_model.layers),
         "constant_ms": latency_model.constant,
+        "smallest_plan_predicted_ms": latency_model.predict(
+            graph, singe_keras.allocation._smallest_plan(graph, 1, 1, None)),
     }
     full_ms = latency_model.predict(graph)
     with tempfile.TemporaryDirectory() as directory:
         if not args.skip_prune:
-            record.update(_prune(name, model, latency_model, timer, args, directory,
-                                 calibration))
+            try:
+                record.update(_prune(name, model, latency_model, timer, args, directory,
+                                     calibration))
+            except ValueError as error:  # an unreachable target: recorded, plans still run
+                print(f"{name} {precision}: {error}", flush=True)
+                record["prune_error"] = str(error)
         rng = np.random.default_rng(args.seed)
         plans = []
         for index in range(args.plans):
