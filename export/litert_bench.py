@@ -11,6 +11,12 @@ else; it never imports TensorFlow, Keras or singe_keras.
     python litert_bench.py bench model.tflite --runs 200 --threads 4 --json out.json
     python litert_bench.py compare original.tflite pruned.tflite \
         --flops-original 40.8e6 --flops-pruned 20.1e6
+    python litert_bench.py probe probes/ --threads 4 --json table.json
+
+`probe` times the probe files `singe_keras.latency.write_probes` wrote (one
+layer each, at several channel counts, plus the whole model) and writes the
+latency table that `singe_keras.latency.from_measurements` reads, for
+`singe_keras.prune(..., target_latency=...)` on this device's timings.
 
 The same steps are plain functions (`load`, `random_inputs`, `run`,
 `benchmark`, `compare`) for scripts that import this file as a module.
@@ -37,6 +43,7 @@ __all__ = [
     "dequantize",
     "benchmark",
     "compare",
+    "probe",
     "summarize",
     "model_ops",
     "write_json",
@@ -516,6 +523,82 @@ def compare(
     return result
 
 
+# The format singe_keras.latency reads (its FORMAT).
+PROBE_FORMAT = "singe_keras.latency/1"
+
+
+def probe(directory, threads: int = 1, xnnpack: bool = True, runs: int = 50,
+          warmup: int = 5) -> dict:
+    """Times every probe file of a `write_probes` folder: the device's latency table.
+
+    Reads `manifest.json` (written by `singe_keras.latency.write_probes`),
+    times each probe .tflite file and the whole model (`benchmark`, medians)
+    and returns the record `singe_keras.latency.from_measurements` reads.
+
+    Args:
+        directory: The folder with `manifest.json` and the probe files.
+        threads: CPU threads of the interpreter. Defaults to `1`.
+        xnnpack: Whether to apply the XNNPACK delegate. Defaults to `True`.
+        runs: Timed invocations per file. Defaults to `50`.
+        warmup: Untimed invocations per file first. Defaults to `5`.
+
+    Returns:
+        A dict: `format`, `precision`, `threads`, `delegate`, `layers` (from
+        the manifest), `measurements` (one per probe: `table`, `channels`,
+        `file` and the `summarize` statistics), `model_ms` and `runtime`.
+
+    Raises:
+        FileNotFoundError: If the folder has no `manifest.json` or a probe file
+            is missing.
+        ValueError: If the manifest is not a singe_keras probe manifest, or a
+            count is out of range.
+
+    Example:
+
+    >>> table = probe("probes", threads=4)
+    >>> write_json(table, "table.json")
+    """
+    _check_count("runs", runs, 1)
+    _check_count("warmup", warmup, 0)
+    manifest_path = os.path.join(os.fspath(directory), "manifest.json")
+    if not os.path.exists(manifest_path):
+        raise FileNotFoundError(
+            f"No manifest.json in '{directory}': write the probes with "
+            "`singe_keras.latency.write_probes(model, directory)`."
+        )
+    with open(manifest_path) as file:
+        manifest = json.load(file)
+    if manifest.get("format") != PROBE_FORMAT:
+        raise ValueError(
+            f"'{manifest_path}' is not a singe_keras probe manifest (format "
+            f"{manifest.get('format')!r}, expected {PROBE_FORMAT!r})."
+        )
+
+    def median(name):
+        path = os.path.join(os.fspath(directory), name)
+        return benchmark(load(path, threads, xnnpack), runs, warmup)
+
+    measurements = []
+    for entry in manifest["probes"]:
+        result = median(entry["file"])
+        del result["timings_ms"]
+        measurements.append({**entry, **result})
+    runtime = _runtime_record()
+    runtime["runtime"] = f"ai-edge-litert {runtime['ai_edge_litert']}"
+    return {
+        "format": PROBE_FORMAT,
+        "command": "probe",
+        "precision": manifest["precision"],
+        "threads": threads,
+        "delegate": "xnnpack" if xnnpack else "none",
+        "layers": manifest["layers"],
+        "measurements": measurements,
+        "model_ms": median(manifest["model"])["median_ms"],
+        "runtime": runtime,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 # ----------------------------------------------------------------------------
 # Records
 
@@ -772,6 +855,19 @@ def _command_compare(args) -> int:
     return 0
 
 
+def _command_probe(args) -> int:
+    _check_json_path(args.json)
+    record = probe(args.directory, args.threads, not args.no_xnnpack, args.runs, args.warmup)
+    print(f"probes   {len(record['measurements'])} files in {args.directory}, "
+          f"{args.threads} thread(s), XNNPACK {'off' if args.no_xnnpack else 'on'}, "
+          f"{record['precision']}")
+    print(f"model    median {_ms(record['model_ms'])} ms")
+    if args.json:
+        write_json(record, args.json)
+        print(f"wrote    {args.json}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -838,6 +934,13 @@ def _build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--flops-pruned", type=float, metavar="M",
                                 help="FLOPs of the pruned model")
     compare_parser.set_defaults(handler=_command_compare)
+
+    probe_parser = commands.add_parser(
+        "probe", parents=[runtime, timing],
+        help="time singe_keras latency probes and write the latency table (--json)",
+    )
+    probe_parser.add_argument("directory", help="folder written by singe_keras.latency.write_probes")
+    probe_parser.set_defaults(handler=_command_probe, runs=50, warmup=5)
     return parser
 
 

@@ -7,13 +7,14 @@ its removal, and removes the least relevant ones. The method as this library
 defines and implements it: docs/method.md in the repository.
 """
 
-from singe_keras import criteria
+from singe_keras import criteria, latency
 from singe_keras.callback import PruningCallback, UnitMask, strip
 from singe_keras.distillation import Distillation, DistillationLoss
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops
 from singe_keras.export import ExportResult, export_tflite
 from singe_keras.gating import GatedModel
 from singe_keras.graph import CouplingGraph, CouplingGroup, trace
+from singe_keras.latency import LatencyModel
 from singe_keras.handlers import (
     LayerCall,
     LayerHandler,
@@ -37,6 +38,7 @@ __all__ = [
     "DistillationLoss",
     "ExportResult",
     "GatedModel",
+    "LatencyModel",
     "LayerCall",
     "LayerCost",
     "LayerHandler",
@@ -52,6 +54,7 @@ __all__ = [
     "count_flops",
     "criteria",
     "export_tflite",
+    "latency",
     "prune",
     "rebuild",
     "recalibrate_batchnorm",

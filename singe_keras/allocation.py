@@ -7,6 +7,10 @@ units to remove is found by bisection; then the most relevant removed units
 that still fit are put back, one group step at a time, so that the result
 meets the target and no single removed unit (or `round_to` block) could be
 restored without exceeding it.
+
+The costs are a vector: FLOPs, parameters and, with a `LatencyModel`, the
+predicted latency (`singe_keras.latency`); a plan fits when each is within
+its target.
 """
 
 import math
@@ -14,9 +18,10 @@ import math
 import numpy as np
 
 from singe_keras import cost as cost_lib
+from singe_keras import latency as latency_lib
 from singe_keras.plan import Plan
 
-NORMALIZATIONS = ("none", "mean", "max", "sum", "l2", "gaussian", "flops")
+NORMALIZATIONS = ("none", "mean", "max", "sum", "l2", "gaussian", "flops", "latency")
 
 # Per-group scales: the group's relevances are divided by scale(|kept ones|).
 _SCALES = {"mean": np.mean, "max": np.max, "sum": np.sum, "l2": np.linalg.norm}
@@ -30,7 +35,8 @@ def partial_target(total, target, fraction):
 
 
 def check_options(
-    target_flops, target_params, normalization, verbose, max_pruning_ratio=None, **integers
+    target_flops, target_params, normalization, verbose, max_pruning_ratio=None,
+    target_latency=None, **integers
 ):
     """Validates the options `prune` and `PruningCallback` share.
 
@@ -39,10 +45,17 @@ def check_options(
     """
     for name, target in (("target_flops", target_flops), ("target_params", target_params)):
         absolute_target(name, target, 1)
-    if target_flops is None and target_params is None:
+    latency_lib.target_milliseconds(target_latency, None)
+    if target_flops is None and target_params is None and target_latency is None:
         raise ValueError(
             "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
-            "the model's, or an absolute count > 1). Received neither."
+            "the model's, or an absolute count > 1), or `target_latency`. "
+            "Received none."
+        )
+    if normalization == "latency" and target_latency is None:
+        raise ValueError(
+            "normalization='latency' (relevance per millisecond saved) needs "
+            "`target_latency`. Received: target_latency=None"
         )
     for name, value in integers.items():
         low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch",
@@ -94,7 +107,7 @@ def absolute_target(name, target, total):
     return float(target) * total if target <= 1 else float(target)
 
 
-def normalize(graph, relevance, normalization, kept_units=None):
+def normalize(graph, relevance, normalization, kept_units=None, latency_model=None):
     """Makes relevances comparable across groups.
 
     Every normalization but `"none"` works group by group; with `r` the
@@ -112,6 +125,10 @@ def normalize(graph, relevance, normalization, kept_units=None):
       relevances are all equal (one kept unit included) gets 0 everywhere.
     - `"flops"`: `r / s`, with `s` the FLOPs that removing one more kept unit
       of the group saves (not applied to a group with one kept unit).
+    - `"latency"`: `r / s`, with `s` the predicted milliseconds saved per
+      unit by removing the fewest kept units of the group that save any
+      time (latency is a staircase in channel counts: one unit often saves
+      nothing; HALP's relevance per latency saved). Needs `latency_model`.
 
     Taking absolute values in the scales keeps the order within a group for
     signed relevances (and equals Torch-Pruning's formulas on non-negative
@@ -126,6 +143,7 @@ def normalize(graph, relevance, normalization, kept_units=None):
         kept_units: the units still in the model (a boolean mask; units
             already removed are scaled with their group but neither enter
             its statistics nor cost anything). Defaults to `None` (all).
+        latency_model: the `LatencyModel` of `"latency"`. Defaults to `None`.
 
     Returns:
         The normalised `(num_units,)` relevance.
@@ -139,12 +157,18 @@ def normalize(graph, relevance, normalization, kept_units=None):
     ```
     """
     relevance = np.asarray(relevance, dtype="float64").copy()
+    if normalization == "latency" and latency_model is None:
+        raise ValueError(
+            "normalization='latency' needs a `latency_model` "
+            "(singe_keras.latency.build(model)). Received: latency_model=None"
+        )
     if normalization == "none":
         return relevance
     kept_units = np.ones(graph.num_units, bool) if kept_units is None else kept_units
-    if normalization == "flops":
+    if normalization in ("flops", "latency"):
         current = Plan.from_mask(graph, kept_units)
-        base = cost_lib.count_flops(graph, current)
+        base = cost_lib.count_flops(graph, current) if normalization == "flops" else (
+            latency_model.predict(graph, current))
     for group in graph.groups:
         units = slice(graph.group_offset(group.name), graph.group_offset(group.name) + group.size)
         kept = relevance[units][kept_units[units]]
@@ -158,6 +182,10 @@ def normalize(graph, relevance, normalization, kept_units=None):
             if len(kept) > 1:  # what removing one more unit of the group saves
                 fewer = current.with_kept(group.name, current.keep[group.name][1:])
                 relevance[units] /= max(base - cost_lib.count_flops(graph, fewer), 1)
+        elif normalization == "latency":
+            if len(kept) > 1:
+                relevance[units] /= _latency_saving(graph, current, group.name, latency_model,
+                                                    base)
         else:
             scale = _SCALES[normalization](np.abs(kept))
             relevance[units] /= scale if scale > 0 else 1.0
@@ -176,6 +204,8 @@ def allocate(
     *,
     kept_units=None,
     original_sizes=None,
+    max_latency=None,
+    latency_model=None,
 ):
     """The plan that removes the least relevant units until the costs fit.
 
@@ -205,14 +235,20 @@ def allocate(
             `max_pruning_ratio` counts from (`prune` passes the input
             model's, so that rounds do not compound the ratio). Defaults to
             `None` (the graph's own sizes).
+        max_latency: keep at most this many milliseconds predicted by
+            `latency_model`. Defaults to `None`.
+        latency_model: a `singe_keras.latency.LatencyModel`, for
+            `max_latency` and the `"latency"` normalization. Defaults to
+            `None`.
 
     Returns:
         A `Plan`.
 
     Raises:
         ValueError: if the targets cannot be met within `min_units`,
-            `round_to` and `max_pruning_ratio`; the message gives the
-            smallest reachable costs.
+            `round_to` and `max_pruning_ratio` (the message gives the
+            smallest reachable costs), or if `max_latency` or the
+            `"latency"` normalization come without `latency_model`.
 
     Example:
 
@@ -226,7 +262,8 @@ def allocate(
     """
     available = np.ones(graph.num_units, bool) if kept_units is None else (
         np.asarray(kept_units, bool))
-    normalized = normalize(graph, relevance, normalization, available)
+    limits = _limits(max_flops, max_params, max_latency, latency_model)
+    normalized = normalize(graph, relevance, normalization, available, latency_model)
     floors = _floors(graph, min_units, max_pruning_ratio, original_sizes)
     groups = graph.groups
     # Per group, its removable units in the order they go (least relevant first).
@@ -265,16 +302,12 @@ def allocate(
         return rounded(removed.tolist())
 
     def fits(removed):
-        cost = cost_lib.count_costs(graph, plan_of(removed))
-        return (max_flops is None or cost.flops <= max_flops) and (
-            max_params is None or cost.params <= max_params
-        )
+        return _fits(_costs(graph, plan_of(removed), latency_model), limits)
 
     most = removing(len(order))
     if not fits(most):
-        smallest = cost_lib.count_costs(graph, plan_of(most))
-        raise _unreachable(smallest, min_units, round_to, max_pruning_ratio, max_flops,
-                           max_params)
+        smallest = _costs(graph, plan_of(most), latency_model)
+        raise _unreachable(smallest, limits, min_units, round_to, max_pruning_ratio)
     low, high = 0, len(order)  # fits(removing(high)) holds
     while low < high:
         middle = (low + high) // 2
@@ -300,6 +333,47 @@ def allocate(
     return plan_of(removed)
 
 
+def _limits(max_flops, max_params, max_latency, latency_model):
+    """The cost vector's targets: `{"flops"/"params"/"latency": maximum}`."""
+    if max_latency is not None and latency_model is None:
+        raise ValueError(
+            "`max_latency` needs a `latency_model` (singe_keras.latency.build(model)). "
+            "Received: latency_model=None"
+        )
+    limits = {"flops": max_flops, "params": max_params, "latency": max_latency}
+    return {name: limit for name, limit in limits.items() if limit is not None}
+
+
+def _costs(graph, plan, latency_model=None):
+    """The cost vector of a plan: FLOPs, parameters and, with a model, latency (ms)."""
+    cost = cost_lib.count_costs(graph, plan)
+    costs = {"flops": cost.flops, "params": cost.params}
+    if latency_model is not None:
+        costs["latency"] = latency_model.predict(graph, plan)
+    return costs
+
+
+def _fits(costs, limits):
+    return all(costs[name] <= limit for name, limit in limits.items())
+
+
+def _latency_saving(graph, plan, group, latency_model, base):
+    """Predicted ms saved per unit by removing the fewest units of `group` that save time.
+
+    Tries 1, 2, 4, ... units (the steps of a table are a few units apart);
+    a group whose removal saves nothing gets a tiny saving, so that its units
+    go last.
+    """
+    kept = plan.keep[group]
+    count = 1
+    while True:
+        count = min(count, len(kept) - 1)
+        saving = base - latency_model.predict(graph, plan.with_kept(group, kept[count:]))
+        if saving > 0 or count == len(kept) - 1:
+            return max(saving, 0.0) / count + 1e-12
+        count *= 2
+
+
 def _floors(graph, min_units, max_pruning_ratio, original_sizes=None):
     """Per group, the fewest units it may keep."""
     floors = {}
@@ -315,20 +389,19 @@ def _floors(graph, min_units, max_pruning_ratio, original_sizes=None):
 
 def check_reachable(
     graph, max_flops, max_params, min_units=1, round_to=1, max_pruning_ratio=None,
-    ignored_layers=(),
+    ignored_layers=(), max_latency=None, latency_model=None,
 ):
     """Raises the `allocate` error if no plan can meet the targets.
 
     `ignored_layers` (the names the user passed) are suggested for removal.
     """
-    smallest = cost_lib.count_costs(
-        graph, _smallest_plan(graph, min_units, round_to, max_pruning_ratio)
+    limits = _limits(max_flops, max_params, max_latency, latency_model)
+    smallest = _costs(
+        graph, _smallest_plan(graph, min_units, round_to, max_pruning_ratio), latency_model
     )
-    if (max_flops is not None and smallest.flops > max_flops) or (
-        max_params is not None and smallest.params > max_params
-    ):
-        raise _unreachable(smallest, min_units, round_to, max_pruning_ratio, max_flops,
-                           max_params, ignored_layers)
+    if not _fits(smallest, limits):
+        raise _unreachable(smallest, limits, min_units, round_to, max_pruning_ratio,
+                           ignored_layers)
 
 
 def _smallest_plan(graph, min_units, round_to, max_pruning_ratio):
@@ -340,15 +413,21 @@ def _smallest_plan(graph, min_units, round_to, max_pruning_ratio):
     return Plan(keep, {g.name: g.size for g in graph.groups})
 
 
-def _unreachable(
-    smallest, min_units, round_to, max_pruning_ratio, max_flops, max_params, ignored_layers=()
-):
+def _unreachable(smallest, limits, min_units, round_to, max_pruning_ratio, ignored_layers=()):
+    max_flops, max_params = limits.get("flops"), limits.get("params")
     # A count in (1, 100] is far below any real model's cost: likely a percentage.
     percentages = "".join(
         f" Did you mean {name}={target / 100:g} (a fraction), not {target:g} {unit}?"
         for name, target, unit in (("target_flops", max_flops, "FLOPs"),
                                    ("target_params", max_params, "parameters"))
         if target is not None and 1 < target <= 100
+    )
+    latency = (
+        f" and a predicted latency of {smallest['latency']:.4g} ms"
+        if "latency" in smallest else ""
+    )
+    latency_target = (
+        f", target_latency={limits['latency']:.4g}ms" if "latency" in limits else ""
     )
     ignored = (
         f", or remove layers from `ignored_layers` ({list(ignored_layers)})"
@@ -357,8 +436,8 @@ def _unreachable(
     return ValueError(
         f"The target cannot be reached: with min_units={min_units}, round_to="
         f"{round_to} and max_pruning_ratio={max_pruning_ratio}, the smallest "
-        f"reachable model has {smallest.flops:,} FLOPs and {smallest.params:,} "
-        f"parameters. Received: target_flops={max_flops}, target_params="
-        f"{max_params} (absolute)." + percentages + " Raise the target, or lower "
+        f"reachable model has {smallest['flops']:,} FLOPs and {smallest['params']:,} "
+        f"parameters{latency}. Received: target_flops={max_flops}, target_params="
+        f"{max_params}{latency_target} (absolute)." + percentages + " Raise the target, or lower "
         f"`min_units`/`round_to`, or raise `max_pruning_ratio`{ignored}."
     )

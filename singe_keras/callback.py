@@ -24,6 +24,7 @@ from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
+from singe_keras import latency as latency_lib
 from singe_keras import scoring
 from singe_keras.gating import GatedModel
 from singe_keras.plan import Plan
@@ -110,6 +111,11 @@ class PruningCallback(keras.callbacks.Callback):
         verbose: 0 (silent), 1 (at each event, a Keras progress bar of the
             scoring passes, then a summary line) or 2 (the summary line
             only). Defaults to `1`.
+        target_latency, latency_model: a latency target, see
+            `singe_keras.prune`. The tables are built when training begins;
+            after the last event the stripped model is measured once and
+            `callback.latency` holds the prediction next to the measurement
+            (a prediction more than 10% off warns). Defaults to `None`.
 
     Example:
 
@@ -135,14 +141,16 @@ class PruningCallback(keras.callbacks.Callback):
         max_pruning_ratio: float | None = None,
         ignored_layers: list | None = None,
         verbose: int = 1,
+        target_latency: float | str | None = None,
+        latency_model: "dict | latency_lib.LatencyModel | None" = None,
     ) -> None:
         super().__init__()
         self.criterion = criteria_lib.get(criterion)
         if normalization is None:
-            normalization = self.criterion.normalization
+            normalization = self.criterion.normalization if target_latency is None else "latency"
         allocation.check_options(
             target_flops, target_params, normalization, verbose, max_pruning_ratio,
-            pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
+            target_latency, pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
             min_units=min_units, round_to=round_to,
         )
         if self.criterion.needs_data and data is None:
@@ -150,7 +158,10 @@ class PruningCallback(keras.callbacks.Callback):
                 f"The {self.criterion.name!r} criterion needs scoring data: pass "
                 f"`data=(x, y)`, or use a criterion that needs none ({criteria_lib.data_free()})."
             )
+        latency_lib.check_latency_model(latency_model)
         self.target_flops, self.target_params = target_flops, target_params
+        self.target_latency, self.latency_model = target_latency, latency_model
+        self.latency = None
         self.data = data
         self.pruning_events, self.start_epoch, self.frequency = (
             pruning_events, start_epoch, frequency)
@@ -189,6 +200,16 @@ class PruningCallback(keras.callbacks.Callback):
         )
         allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
                                    self.max_pruning_ratio, ignored)
+        self._latency_model = self._original_ms = self._max_latency = None
+        if self.target_latency is not None:
+            self._latency_model = latency_lib.get(self.latency_model, self.model,
+                                                  self.ignored_layers, self.verbose)
+            self._original_ms = self._latency_model.predict(graph)
+            self._max_latency = latency_lib.target_milliseconds(self.target_latency,
+                                                                self._original_ms)
+            allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
+                                       self.max_pruning_ratio, ignored, self._max_latency,
+                                       self._latency_model)
         self._warned_of_missing_events = self._warn_of_missing_events(
             (self.params or {}).get("epochs"))
         self._graph, self._original = graph, original
@@ -251,16 +272,35 @@ class PruningCallback(keras.callbacks.Callback):
             allocation.partial_target(self._original.params, max_params, fraction),
             self.normalization, self.min_units, self.round_to, self.max_pruning_ratio,
             kept_units=kept,  # pruned units stay pruned
+            max_latency=allocation.partial_target(self._original_ms, self._max_latency,
+                                                  fraction),
+            latency_model=self._latency_model,
         )
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
+        predicted = (
+            None if self._latency_model is None else self._latency_model.predict(graph, plan))
         if self.verbose:
             flops = cost_lib.count_flops(graph, plan)
+            latency = "" if predicted is None else (
+                f" - latency {predicted:.3f} ms predicted of {self._original_ms:.3f} ms")
             print(
                 f"PruningCallback: FLOPs {flops / 1e6:,.2f}M of "
-                f"{self._original.flops / 1e6:,.2f}M - kept {plan.num_kept} of "
+                f"{self._original.flops / 1e6:,.2f}M{latency} - kept {plan.num_kept} of "
                 f"{graph.num_units} units",
                 flush=True,
             )
+        if predicted is not None and event == self.pruning_events:
+            self.latency = {"target_ms": float(self._max_latency), "predicted_ms": predicted,
+                            "measured_ms": None, "prediction_error": None,
+                            "runtime": self._latency_model.runtime}
+            if self._latency_model.timer is not None:
+                measured = self._latency_model.measure(strip(self.model))
+                self.latency["measured_ms"] = measured
+                self.latency["prediction_error"] = float(
+                    latency_lib.check_prediction(predicted, measured, 5))
+                if self.verbose:
+                    print(f"PruningCallback: latency measured {measured:.3f} ms "
+                          f"(predicted {predicted:.3f} ms)", flush=True)
 
 
 def _mask_targets(graph):

@@ -11,7 +11,7 @@ The file is converted to a temporary path, loaded in a TFLite interpreter
 (LiteRT's `ai_edge_litert` when installed, else `tf.lite`), run on sample
 inputs and compared with Keras; only then is it renamed to `path`. An
 interrupted or failed export leaves no file behind. What the converter and
-LiteRT print on their own is kept off the user's console (`_quiet`).
+LiteRT print on their own is kept off the user's console (`quiet`).
 """
 
 import contextlib
@@ -134,6 +134,27 @@ def export_tflite(
             f"Received: verification_samples={verification_samples!r}"
         )
     samples = _samples(model, representative_dataset, verification_samples)
+    content = convert(model, quantization, representative_dataset, io_dtype, allow_select_ops)
+    with atomic_output(path, suffix=".tflite") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
+        result = _verify(model, tmp, quantization, samples)
+    return dataclasses.replace(result, path=os.fspath(path))
+
+
+def convert(
+    model, quantization=None, representative_dataset=None, io_dtype="int8",
+    allow_select_ops=False,
+):
+    """The .tflite bytes of a model, unverified (`export_tflite` verifies them).
+
+    `tf.lite.TFLiteConverter.from_keras_model`, with the options of
+    `export_tflite` (see there), which checks the arguments first.
+
+    Raises:
+        ValueError: if the model needs Select TF ops and `allow_select_ops`
+            is `False`.
+    """
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization is not None:
@@ -149,7 +170,7 @@ def export_tflite(
     if allow_select_ops:
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     try:
-        with _quiet():
+        with quiet():
             content = converter.convert()
     except Exception as error:  # the converter raises ConverterError and others
         select_ops = re.search(r"TF Select ops: (.*)", str(error))
@@ -161,11 +182,7 @@ def export_tflite(
                 "them as Select TF ops (CPU only, needs the Flex delegate)."
             ) from error
         raise
-    with atomic_output(path, suffix=".tflite") as tmp:
-        with open(tmp, "wb") as f:
-            f.write(content)
-        result = _verify(model, tmp, quantization, samples)
-    return dataclasses.replace(result, path=os.fspath(path))
+    return content
 
 
 def _check_arguments(model, path, quantization, representative_dataset, io_dtype):
@@ -222,7 +239,7 @@ def _check_arguments(model, path, quantization, representative_dataset, io_dtype
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Keeps what the converter and LiteRT print on their own off the console.
 
     They write from C++ straight to the process's stderr (`fully_quantize: 0,
@@ -295,7 +312,7 @@ def _interpreter(path, default_delegates=False):
 
 def _runs_with_xnnpack(path):
     try:
-        with _quiet():
+        with quiet():
             _interpreter(path, default_delegates=True).invoke()
     except (RuntimeError, ValueError) as error:
         warnings.warn(

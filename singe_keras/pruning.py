@@ -1,4 +1,4 @@
-"""`prune`: entwined pruning and fine-tuning to a FLOPs or parameter target.
+"""`prune`: entwined pruning and fine-tuning to a FLOPs, parameter or latency target.
 
 docs/method.md, "Entwined pruning and fine-tuning": the FLOPs to remove are split
 over `rounds`; each round scores the remaining units, removes the lowest
@@ -25,6 +25,7 @@ from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
 from singe_keras import graph as graph_lib
+from singe_keras import latency as latency_lib
 from singe_keras import recalibration
 from singe_keras import scoring
 from singe_keras.plan import Plan
@@ -40,6 +41,8 @@ def prune(
     target_flops: float | None = None,
     target_params: float | None = None,
     *,
+    target_latency: float | str | None = None,
+    latency_model: "dict | latency_lib.LatencyModel | None" = None,
     criterion: str | dict | type | criteria_lib.Criterion = "singe",
     rounds: int = 4,
     finetune_steps: int = 100,
@@ -61,7 +64,7 @@ def prune(
     recalibration_batches: int = 20,
     distillation: bool | dict | distillation_lib.Distillation | None = None,
 ) -> keras.Model | tuple[keras.Model, PruningReport]:
-    """Prunes a model to a FLOPs and/or parameter target with SInGE.
+    """Prunes a model to a FLOPs, parameter and/or latency target with SInGE.
 
     Units (conv filters, dense neurons) are scored by `criterion`, removed
     lowest-ranked first across the whole model, and the model is fine-tuned
@@ -85,6 +88,25 @@ def prune(
             FLOPs, or this absolute number (> 1) of FLOPs.
         target_params: likewise for parameters. At least one target is
             needed.
+        target_latency: keep at most this fraction in (0, 1] of the model's
+            latency in LiteRT, or these milliseconds given as a string
+            (`"2.5ms"`), as predicted by `latency_model` (per-layer tables
+            measured in the runtime, see `singe_keras.latency`). Units are
+            then ranked by relevance per millisecond saved
+            (`normalization="latency"` unless another is given), and channel
+            counts settle on the cheap side of the runtime's steps. After the
+            last round the pruned model is measured once (when the tables
+            were measured on this host): the report's `latency` holds the
+            prediction next to the measurement, and a prediction more than
+            10% off warns. Combinable with the other targets.
+            Defaults to `None`.
+        latency_model: for `target_latency`: a `LatencyModel`
+            (`singe_keras.latency.build`, or `from_measurements` for tables
+            timed on a device), or a dict of `singe_keras.latency.build`
+            options (`threads`, `delegate`, `precision`, `timer`,
+            `cache_dir`). Defaults to `None`: tables measured on this host
+            with XNNPACK, 1 thread, float32, cached under
+            `~/.cache/singe_keras/latency`.
         criterion: `"singe"`, `"taylor"`, `"fisher"`, `"l1"`, `"l2"`,
             `"group_l1"`, `"group_l2"`, `"bn_scale"`, `"random"`, a config
             dict or a `Criterion` (e.g. `IntegratedGradients(path="random")`).
@@ -101,8 +123,9 @@ def prune(
         normalization: how relevances are compared across groups: `"none"`,
             per group `"mean"`, `"max"`, `"sum"`, `"l2"`, `"gaussian"`, or
             `"flops"` (per FLOP saved); formulas in
-            `singe_keras.allocation.normalize`. Defaults to `None`: the
-            criterion's own (`criterion.normalization`, the best measured
+            `singe_keras.allocation.normalize`, or `"latency"` (per
+            millisecond saved). Defaults to `None`: `"latency"` with
+            `target_latency`, else the criterion's own (`criterion.normalization`, the best measured
             for it on average: `"mean"`, or `"gaussian"` for `"l2"` and
             `"group_l1"`). `"flops"` did better for gradient criteria on
             residual networks and far worse on a plain chain (README,
@@ -181,13 +204,16 @@ def prune(
     ```
     """
     criterion = criteria_lib.get(criterion)
-    normalization = criterion.normalization if normalization is None else normalization
+    if normalization is None:
+        normalization = criterion.normalization if target_latency is None else "latency"
     distillation = distillation_lib.get(distillation)
     allocation.check_options(
-        target_flops, target_params, normalization, verbose, max_pruning_ratio, rounds=rounds,
+        target_flops, target_params, normalization, verbose, max_pruning_ratio,
+        target_latency, rounds=rounds,
         finetune_steps=finetune_steps, final_epochs=final_epochs, batch_size=batch_size,
         min_units=min_units, round_to=round_to, recalibration_batches=recalibration_batches,
     )
+    latency_lib.check_latency_model(latency_model)
     graph = graph_lib.trace(model, ignored_layers)
     original = cost_lib.count_costs(graph)
     max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
@@ -225,10 +251,21 @@ def prune(
     # Fails now, with the smallest reachable costs, if the target is impossible.
     allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
                                max_pruning_ratio, graph.ignored_layers)
+    original_ms = max_latency = None
+    if target_latency is not None:
+        latency_model = latency_lib.get(latency_model, model, ignored_layers, verbose)
+        original_ms = latency_model.predict(graph)
+        max_latency = latency_lib.target_milliseconds(target_latency, original_ms)
+        allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
+                                   max_pruning_ratio, graph.ignored_layers, max_latency,
+                                   latency_model)
+    else:
+        latency_model = None
     original_sizes = {g.name: g.size for g in graph.groups}
 
     settings = {
-        "target_flops": max_flops, "target_params": max_params,
+        "target_flops": max_flops, "target_params": max_params, "target_latency": max_latency,
+        "latency_runtime": latency_model.runtime if latency_model else None,
         "criterion": criteria_lib.serialize(criterion), "rounds": rounds,
         "finetune_steps": finetune_steps, "final_epochs": final_epochs,
         "batch_size": batch_size, "normalization": normalization,
@@ -253,6 +290,8 @@ def prune(
     if state is None:
         current = rebuild(graph, Plan.full(graph))  # a copy: `model` stays as it is
         report = PruningReport.start(graph, original.flops, original.params)
+        if latency_model is not None:
+            report.original["latency_ms"] = original_ms
         first_round = 1
     else:
         current, report, first_round = state
@@ -284,6 +323,7 @@ def prune(
         fraction = round_index / rounds
         step_flops = allocation.partial_target(original.flops, max_flops, fraction)
         step_params = allocation.partial_target(original.params, max_params, fraction)
+        step_latency = allocation.partial_target(original_ms, max_latency, fraction)
         graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
         if verbose == 1 and (scoring_criterion.shows_progress or finetune_steps):
             print(f"Round {round_index}/{rounds}", flush=True)  # the bars' title
@@ -295,7 +335,8 @@ def prune(
         scored = time.perf_counter()
         plan = allocation.allocate(
             graph, scores.flat(), step_flops, step_params, normalization, min_units, round_to,
-            max_pruning_ratio, original_sizes=original_sizes,
+            max_pruning_ratio, original_sizes=original_sizes, max_latency=step_latency,
+            latency_model=latency_model,
         )
         report.record_plan(graph, plan)
         current = rebuild(graph, plan)
@@ -321,13 +362,19 @@ def prune(
             "scoring_seconds": scored - started,
             "seconds": time.perf_counter() - started,
         }
+        if latency_model is not None:
+            entry["latency_ms"] = latency_model.predict(graph, plan)
         if finetune_steps:
             entry["learning_rate"] = float(model_or_distiller.optimizer.learning_rate)
         report.rounds.append(entry)
-        _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original)
+        _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original,
+                  step_latency)
         if checkpoint:
             checkpoint.save(current, report, round_index)
 
+    if latency_model is not None and report.latency is None:
+        report.latency = _measured_latency(latency_model, current, report, max_latency,
+                                           verbose)
     if final_epochs:
         started = time.perf_counter()
         if seed is not None:
@@ -343,6 +390,8 @@ def prune(
             "round": "final",
             "flops": report.rounds[-1]["flops"],
             "params": report.rounds[-1]["params"],
+            **({"latency_ms": report.rounds[-1]["latency_ms"]}
+               if "latency_ms" in report.rounds[-1] else {}),
             "units_removed": 0,
             "metrics": _named(logs),
             "learning_rate": float(model_or_distiller.optimizer.learning_rate),
@@ -401,12 +450,37 @@ def _named(logs):
     return {k if k.startswith("val_") else f"train_{k}": float(v) for k, v in logs.items()}
 
 
-def _progress(verbose, title, entry, round_flops, original):
+def _measured_latency(latency_model, model, report, max_latency, verbose):
+    """The report's `latency`: the pruned model's prediction next to one measurement."""
+    predicted = report.rounds[-1]["latency_ms"]
+    record = {"target_ms": float(max_latency), "predicted_ms": predicted, "measured_ms": None,
+              "prediction_error": None, "runtime": latency_model.runtime}
+    if latency_model.timer is not None:
+        measured = latency_model.measure(model)
+        record["measured_ms"] = measured
+        record["prediction_error"] = float(
+            latency_lib.check_prediction(predicted, measured, 4))
+        line = (
+            f"Latency - predicted {predicted:.3f} ms, measured {measured:.3f} ms "
+            f"({record['prediction_error']:+.1%}) - unpruned "
+            f"{report.original['latency_ms']:.3f} ms, target {max_latency:.3f} ms"
+        )
+        logger.info(line)
+        if verbose:
+            print(line, flush=True)
+    return record
+
+
+def _progress(verbose, title, entry, round_flops, original, round_latency=None):
     metrics = " - ".join(f"{k} {v:.4f}" for k, v in entry["metrics"].items())
     target = f" (round target {round_flops / 1e6:,.2f}M)" if round_flops is not None else ""
+    latency = ""
+    if "latency_ms" in entry:
+        latency = f" - latency {entry['latency_ms']:.3f} ms predicted" + (
+            f" (round target {round_latency:.3f} ms)" if round_latency is not None else "")
     line = (
         f"{title} - FLOPs {entry['flops'] / 1e6:,.2f}M{target} of "
-        f"{original.flops / 1e6:,.2f}M - params {entry['params']:,} - "
+        f"{original.flops / 1e6:,.2f}M - params {entry['params']:,}{latency} - "
         f"removed {entry['units_removed']} units"
         + (f" - {metrics}" if metrics else "")
         + f" - {entry['seconds']:.1f}s"

@@ -23,14 +23,21 @@ class PruningReport(JsonRecord):
             "kept_inputs"}}`, channel indices relative to the original model;
             a layer with hidden units (attention heads) also has
             `"kept_hidden"`, the kept units of each hidden axis.
-        original: `{"flops", "params"}` of the original model, and its
-            `"metrics"` on `validation_data` when `prune` had some.
+        original: `{"flops", "params"}` of the original model, its
+            `"metrics"` on `validation_data` when `prune` had some, and its
+            `"latency_ms"` with `target_latency`.
+        latency: with `target_latency`, `{"target_ms", "predicted_ms",
+            "measured_ms", "prediction_error", "runtime"}` of the pruned
+            model (measured once after the last round; `None` values for
+            tables measured on another device), else `None`.
     """
 
-    def __init__(self, original: dict, layers: dict, rounds: list | tuple = ()) -> None:
+    def __init__(self, original: dict, layers: dict, rounds: list | tuple = (),
+                 latency: dict | None = None) -> None:
         self.original = dict(original)
         self.layers = layers
         self.rounds = list(rounds)
+        self.latency = latency
 
     @classmethod
     def start(cls, graph, flops: int, params: int) -> "PruningReport":
@@ -92,11 +99,12 @@ class PruningReport(JsonRecord):
         return Plan(keep, {g.name: g.size for g in graph.groups})
 
     def to_dict(self) -> dict:
-        return {"original": self.original, "rounds": self.rounds, "layers": self.layers}
+        return {"original": self.original, "rounds": self.rounds, "layers": self.layers,
+                "latency": self.latency}
 
     @classmethod
     def from_dict(cls, data: dict) -> "PruningReport":
-        return cls(data["original"], data["layers"], data["rounds"])
+        return cls(data["original"], data["layers"], data["rounds"], data.get("latency"))
 
     def __repr__(self):
         if not self.rounds:

@@ -83,7 +83,7 @@ class _Surgeon:
         config = node.handler.rebuild_config(
             layer, node.call, copy.deepcopy(layer.get_config()), in_keep, out_keep
         )
-        new = _layer_from_config(layer, config)
+        new = layer_from_config(layer, config)
         outputs = node(values, layer=new)  # builds the new layer
         sliced = node.sliced_weights(in_keep, out_keep)
         if sliced is None:
@@ -114,7 +114,7 @@ class _Surgeon:
         return node(values, layer=op, arguments=arguments)
 
 
-def _layer_from_config(layer, config):
+def layer_from_config(layer, config):
     """A new, unbuilt layer of `layer`'s class with `config`.
 
     Goes through Keras's own deserialization (registered custom layers

@@ -320,3 +320,25 @@ def test_layer_normalization_without_scale_is_left_alone_with_a_warning():
     small = singe_keras.strip(model)
     assert small.get_layer("d1").units == 8 and small.get_layer("d2").units < 6
     np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
+
+
+def test_callback_meets_a_latency_target_and_measures_it():
+    from staircase_timer import StaircaseTimer
+
+    timer = StaircaseTimer(step=4)
+    model = zoo.build("residual")
+    callback = singe_keras.PruningCallback(
+        criterion="l1", pruning_events=2, verbose=0, target_latency=0.6,
+        latency_model={"timer": timer, "cache_dir": None})
+    _fit(model, callback)
+    small = singe_keras.strip(model)
+    assert callback.latency["predicted_ms"] <= callback.latency["target_ms"]
+    assert callback.latency["target_ms"] == pytest.approx(0.6 * timer(zoo.build("residual")))
+    assert callback.latency["measured_ms"] == pytest.approx(timer(small))
+
+
+def test_callback_rejects_a_bad_latency_target():
+    with pytest.raises(ValueError, match="`target_latency` must be"):
+        singe_keras.PruningCallback(target_latency=2.0, criterion="l1")
+    with pytest.raises(TypeError, match="`latency_model` must be"):
+        singe_keras.PruningCallback(target_latency=0.5, criterion="l1", latency_model="fast")

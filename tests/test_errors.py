@@ -105,6 +105,10 @@ CASES = {
     # prune
     "`target_flops=-0.5`": lambda tmp: _prune(target_flops=-0.5),
     "no target": lambda tmp: _prune(target_flops=None),
+    "`target_latency=1.5`": lambda tmp: _prune(target_flops=None, target_latency=1.5),
+    "`latency_model=3`": lambda tmp: _prune(target_latency=0.5, latency_model=3),
+    "`normalization='latency'` without `target_latency`": lambda tmp: _prune(
+        normalization="latency"),
     "`rounds=0` (likewise other counts)": lambda tmp: _prune(rounds=0),
     "`normalization='maximum'`": lambda tmp: _prune(normalization="maximum"),
     "`verbose=3`": lambda tmp: _prune(verbose=3),

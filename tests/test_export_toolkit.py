@@ -459,3 +459,45 @@ def test_missing_litert_says_how_to_install(models, tmp_path):
     assert result.returncode == 1
     assert "pip install ai-edge-litert" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _probe_folder(models, tmp_path, format="singe_keras.latency/1"):
+    """A probe folder as `singe_keras.latency.write_probes` lays it out."""
+    folder = tmp_path / "probes"
+    folder.mkdir()
+    for name in ("float32", "pruned"):
+        (folder / f"{name}.tflite").write_bytes(getattr(models, name).read_bytes())
+    manifest = {
+        "format": format, "precision": "float32", "model": "float32.tflite",
+        "layers": {"conv": {"key": "k", "full": [3, 8], "tied": False}},
+        "probes": [{"file": "float32.tflite", "table": "k", "channels": [3, 8]},
+                   {"file": "pruned.tflite", "table": "k", "channels": [3, 4]}],
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_cli_probe_writes_the_latency_table_without_tensorflow(models, tmp_path):
+    folder, path = _probe_folder(models, tmp_path), tmp_path / "table.json"
+    result = _run_blocked(
+        tmp_path, NO_TENSORFLOW, str(SCRIPT), "probe", str(folder), "--threads", "2",
+        "--runs", "4", "--warmup", "1", "--json", str(path),
+    )
+    assert result.returncode == 0, result.stderr
+    table = json.loads(path.read_text())
+    assert table["format"] == "singe_keras.latency/1" and table["threads"] == 2
+    assert table["delegate"] == "xnnpack" and table["precision"] == "float32"
+    assert [m["channels"] for m in table["measurements"]] == [[3, 8], [3, 4]]
+    assert all(m["runs"] == 4 and m["median_ms"] > 0 for m in table["measurements"])
+    assert table["model_ms"] > 0 and table["layers"]["conv"]["key"] == "k"
+    assert table["runtime"]["runtime"].startswith("ai-edge-litert")
+
+
+def test_probe_needs_a_singe_keras_manifest(models, tmp_path):
+    with pytest.raises(FileNotFoundError, match="No manifest.json"):
+        litert_bench.probe(tmp_path)
+    folder = _probe_folder(models, tmp_path, format="other")
+    with pytest.raises(ValueError, match="not a singe_keras probe manifest"):
+        litert_bench.probe(folder)
+    with pytest.raises(ValueError, match="`runs` must be a positive integer"):
+        litert_bench.probe(folder, runs=0)

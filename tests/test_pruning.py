@@ -511,3 +511,70 @@ def test_score_progress_counts_the_passes_of_a_stream(capsys):
     assert re.search(rf"\b{passes}/Unknown .*/pass", out)
     singe_keras.score(model, stream, criterion)
     assert capsys.readouterr().out == ""
+
+
+def _latency_options(timer=None):
+    from staircase_timer import StaircaseTimer
+
+    return {"timer": timer or StaircaseTimer(step=4), "cache_dir": None}
+
+
+@pytest.mark.parametrize("name", ["residual", "depthwise_separable"])
+def test_latency_target_is_met_on_the_prediction_and_measured(name, capsys):
+    model = zoo.build(name)
+    options = _latency_options()
+    timer = options["timer"]
+    pruned, report = singe_keras.prune(
+        model, target_latency=0.6, latency_model=options, criterion="l1", rounds=2,
+        finetune_steps=0, return_report=True)
+    original = report.original["latency_ms"]
+    assert original == pytest.approx(timer(model))
+    predicted = [r["latency_ms"] for r in report.rounds]
+    assert predicted[0] <= 0.8 * original + 1e-9  # round 1 of 2: halfway
+    assert predicted[-1] <= 0.6 * original + 1e-9 < predicted[0]
+    assert report.latency["predicted_ms"] == predicted[-1]
+    assert report.latency["measured_ms"] == pytest.approx(timer(pruned))
+    assert report.latency["target_ms"] == pytest.approx(0.6 * original)
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if not line.startswith("Latency table of")]  # building the tables
+    assert lines[0].startswith("Round 1/2") and "latency" in lines[0] and "predicted" in lines[0]
+    assert lines[-1].startswith("Latency - predicted") and "measured" in lines[-1]
+    assert json.loads(json.dumps(report.to_dict()))["latency"] == report.latency
+
+
+def test_latency_and_flops_targets_combine():
+    model = zoo.build("residual")
+    pruned, report = singe_keras.prune(
+        model, target_flops=0.4, target_latency=0.9, latency_model=_latency_options(),
+        criterion="l1", rounds=1, finetune_steps=0, return_report=True, verbose=0)
+    assert singe_keras.count_flops(pruned) <= 0.4 * singe_keras.count_flops(model)
+    assert report.latency["predicted_ms"] <= 0.9 * report.original["latency_ms"] + 1e-9
+    # The absolute form: milliseconds as a string.
+    target = 0.7 * report.original["latency_ms"]
+    _, report = singe_keras.prune(
+        model, target_latency=f"{target}ms", latency_model=_latency_options(),
+        criterion="l1", rounds=1, finetune_steps=0, return_report=True, verbose=0)
+    assert report.latency["target_ms"] == pytest.approx(target)
+    assert report.latency["predicted_ms"] <= target
+
+
+def test_a_latency_prediction_off_by_more_than_10_percent_warns():
+    from staircase_timer import StaircaseTimer
+
+    class SlowPrunedModels(StaircaseTimer):
+        """Times whole pruned models 1.5x slower than the sum of their layers."""
+
+        def __call__(self, model):
+            value = super().__call__(model)
+            return 1.5 * value if model.name == "residual" and self.calls > 1 and (
+                self.pruned) else value
+
+    timer = SlowPrunedModels(step=4)
+    timer.pruned = False
+    model = zoo.build("residual")
+    latency_model = singe_keras.latency.build(model, timer=timer, cache_dir=None)
+    timer.pruned = True
+    with pytest.warns(UserWarning, match=r"predicted .* ms for the pruned model; LiteRT "
+                                         r"measured .* \(-\d+%\)"):
+        singe_keras.prune(model, target_latency=0.6, latency_model=latency_model,
+                          criterion="l1", rounds=1, finetune_steps=0, verbose=0)

@@ -1,0 +1,40 @@
+"""A fake latency timer for the latency tests: a known staircase, no LiteRT."""
+
+import math
+
+import keras
+
+OVERHEAD_MS = 0.005
+MS_PER_BLOCK = 1e-3
+
+
+def up(count, step):
+    return math.ceil(count / step) * step
+
+
+class StaircaseTimer:
+    """Latency of a model as a sum of staircases over its layers with kernels.
+
+    A convolution or Dense layer costs `MS_PER_BLOCK * up(in) * up(out)`
+    (a depthwise one `MS_PER_BLOCK * up(channels)`), counts rounded up to a
+    multiple of `step`, plus `OVERHEAD_MS` per model: probes and whole models
+    are timed by the same rule, so a latency model built with it can be
+    checked exactly.
+    """
+
+    def __init__(self, step=8, runtime=None):
+        self.step = step
+        self.runtime = runtime or {"runtime": f"staircase {step}"}
+        self.calls = 0
+
+    def layer_ms(self, layer):
+        channels_in, channels_out = layer.input.shape[-1], layer.output.shape[-1]
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            return MS_PER_BLOCK * up(channels_in, self.step)
+        return MS_PER_BLOCK * up(channels_in, self.step) * up(channels_out, self.step)
+
+    def __call__(self, model):
+        self.calls += 1
+        return OVERHEAD_MS + sum(
+            self.layer_ms(layer) for layer in model.layers if hasattr(layer, "kernel")
+        )
