@@ -162,7 +162,8 @@ class IntegratedGradients(Criterion):
             not depend on it (up to float round-off). `None` fits a pass in
             about 2 GiB, estimated from the sizes of the model's layer
             outputs (at most 256 rows; 16 if the model's shapes are not
-            fixed). Defaults to `None`.
+            fixed). Under a `tf.distribute` strategy, rows per replica: a
+            pass splits its samples over the replicas. Defaults to `None`.
         rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
             Defaults to `"midpoint"`.
         block_fraction: with `path="random"`, the share of a group that one
@@ -288,9 +289,10 @@ class IntegratedGradients(Criterion):
         loss_fn = resolve_loss(self.loss, gated.graph.model)
         step = gate_gradients.attribution_step(gated, loss_fn)
         batch = min(_SAMPLES_AT_ONCE, self.samples, data_lib.first_batch_size(data))
-        rows = self.batch_size or pass_rows(gated.graph)
-        part = min(batch, rows)  # samples per pass
-        per_pass = rows // part  # path points per pass
+        rows = self.batch_size or pass_rows(gated.graph)  # per replica
+        per_replica = min(-(-batch // step.replicas), rows)  # samples per pass
+        part = per_replica * step.replicas
+        per_pass = rows // per_replica  # path points per pass
         units = gated.graph.num_units
         padding = (np.ones((part, units), "float32"), 0.0, np.zeros((part, units), "float32"))
         rng = np.random.default_rng(self.seed)
@@ -306,9 +308,9 @@ class IntegratedGradients(Criterion):
                     points = self.path_points(block_of[index], blocks)
                     for chunk in _chunks(points, per_pass, padding):
                         gates, weights, masks = (np.stack(parts) for parts in zip(*chunk))
-                        attributions[index[inside]] += np.asarray(step(
+                        attributions[index[inside]] += step(
                             x[index], y[index], weight, gates, weights.astype("float32"), masks
-                        ))[inside]
+                        )[inside]
                 # The blocks of one partition are disjoint: each unit has one
                 # attribution per sample and draw.
                 if self.reduction == "abs":
@@ -317,7 +319,8 @@ class IntegratedGradients(Criterion):
                     attributions = np.square(attributions)
                 total += attributions[real].sum(axis=0)
                 count += int(real.sum())
-        return total / max(count, 1)
+        # Each worker summed its replicas' rows; every worker reads every sample.
+        return step.sum_over_workers(total) / max(count, 1)
 
 
 def pass_rows(graph):

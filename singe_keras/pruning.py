@@ -24,6 +24,7 @@ from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
+from singe_keras import distribute
 from singe_keras import graph as graph_lib
 from singe_keras import recalibration
 from singe_keras import scoring
@@ -190,6 +191,15 @@ def prune(
     max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
     max_params = allocation.absolute_target("target_params", target_params, original.params)
     training = finetune_steps > 0 or final_epochs > 0
+    if training and distribute.is_multi_worker():
+        raise ValueError(
+            "Keras's `fit` does not run under a multi-worker strategy (Keras "
+            f"{keras.__version__}; keras-team/keras#20585), and `prune` fine-tunes "
+            "with it. Under a MultiWorkerMirroredStrategy, prune with "
+            "finetune_steps=0 and final_epochs=0 (scoring is distributed), or "
+            "use a MirroredStrategy on one host. Received: "
+            f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
+        )
     if (criterion.needs_data or training) and dataset is None:
         raise ValueError(
             f"`dataset` is needed to score with {criterion.name!r} and to "
@@ -316,7 +326,7 @@ def prune(
             "seconds": time.perf_counter() - started,
         }
         if finetune_steps:
-            entry["learning_rate"] = float(model_or_distiller.optimizer.learning_rate)
+            entry["learning_rate"] = float(keras.ops.convert_to_numpy(model_or_distiller.optimizer.learning_rate))
         report.rounds.append(entry)
         _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original)
         if checkpoint:
@@ -338,7 +348,7 @@ def prune(
             "params": report.rounds[-1]["params"],
             "units_removed": 0,
             "metrics": _named(logs),
-            "learning_rate": float(model_or_distiller.optimizer.learning_rate),
+            "learning_rate": float(keras.ops.convert_to_numpy(model_or_distiller.optimizer.learning_rate)),
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)

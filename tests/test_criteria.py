@@ -312,7 +312,7 @@ def test_scoring_traces_once():
     step = gate_gradients.attribution_step(gated, criteria.resolve_loss(None, model))
     # 13 samples in batches of 8 (the last one padded), 4 groups x 8 path
     # positions, twice: one trace.
-    assert step.experimental_get_tracing_count() == 1
+    assert step.function.experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(first, second)
 
 
@@ -351,6 +351,7 @@ class _RecordedStep:
 
     def __init__(self, step):
         self.step, self.rows = step, []
+        self.replicas, self.sum_over_workers = step.replicas, step.sum_over_workers
 
     def __call__(self, x, y, sample_weight, gates, weights, masks):
         self.rows.append(gates.shape[0] * gates.shape[1])
