@@ -86,6 +86,9 @@ class PruningCallback(keras.callbacks.Callback):
     rank a little differently here than in `singe_keras.prune`, which scores
     the rebuilt model; gradient criteria see the same function in both.
 
+    Under a `tf.distribute` strategy, scoring runs on the replicas of the
+    strategy the model was created in, as `fit` does.
+
     Unlike `singe_keras.prune`, the callback does not re-estimate BatchNorm
     statistics after an event: every event is followed by at least one epoch
     of the user's `fit`, whose training-mode passes re-estimate them with

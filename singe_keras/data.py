@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from singe_keras import distribute
+
 
 class Labelled:
     """Inputs-only data whose targets are computed from the inputs.
@@ -238,6 +240,8 @@ def training_stream(dataset, batch_size, seed):
     return (
         tf.data.Dataset.from_tensor_slices(arrays)
         .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
+        # Under a strategy, an epoch's short last batch could leave a replica
+        # without rows, which Keras's fit fails on with BatchNormalization.
+        .batch(batch_size, drop_remainder=distribute.current_strategy() is not None)
         .repeat()
     )

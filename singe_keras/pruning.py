@@ -71,6 +71,12 @@ def prune(
     model is a new, physically smaller functional model with the same inputs,
     outputs and layer names. The input model is never modified.
 
+    Called in a `tf.distribute` strategy's scope, `prune` scores on its
+    replicas, rebuilds and compiles in the scope and fine-tunes through
+    `fit`; under a multi-worker strategy every worker ends with the same
+    model and only the chief keeps the checkpoint files (README, "Multi-GPU
+    and multi-host").
+
     Args:
         model: a functional or Sequential `keras.Model`. Its compiled loss,
             optimizer and metrics are used unless `loss`/`optimizer`/
@@ -162,8 +168,10 @@ def prune(
 
     Raises:
         ValueError: for bad targets (including unreachable ones, with the
-            smallest reachable value), bad options, missing or unusable data,
-            a missing loss or optimizer, a teacher of other shapes, a loss
+            smallest reachable value), bad options, fine-tuning under a
+            multi-worker strategy (Keras's `fit` cannot run there), missing
+            or unusable data, a missing loss or optimizer, a teacher of other
+            shapes, a loss
             that does not tell distillation the output kind, or a checkpoint
             written by another call; and, naming the round, for NaN or
             infinite relevance or fine-tuning loss.
