@@ -171,10 +171,9 @@ def prune(
             smallest reachable value), bad options, fine-tuning under a
             multi-worker strategy (Keras's `fit` cannot run there), missing
             or unusable data, a missing loss or optimizer, a teacher of other
-            shapes, a loss
-            that does not tell distillation the output kind, or a checkpoint
-            written by another call; and, naming the round, for NaN or
-            infinite relevance or fine-tuning loss.
+            shapes, a loss that does not tell distillation the output kind,
+            or a checkpoint written by another call; and, naming the round,
+            for NaN or infinite relevance or fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
     Example:
