@@ -333,7 +333,7 @@ def prune(
             "seconds": time.perf_counter() - started,
         }
         if finetune_steps:
-            entry["learning_rate"] = float(keras.ops.convert_to_numpy(model_or_distiller.optimizer.learning_rate))
+            entry["learning_rate"] = _learning_rate(model_or_distiller)
         report.rounds.append(entry)
         _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original)
         if checkpoint:
@@ -355,7 +355,7 @@ def prune(
             "params": report.rounds[-1]["params"],
             "units_removed": 0,
             "metrics": _named(logs),
-            "learning_rate": float(keras.ops.convert_to_numpy(model_or_distiller.optimizer.learning_rate)),
+            "learning_rate": _learning_rate(model_or_distiller),
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)
@@ -380,6 +380,11 @@ def _finetune(model, dataset, round_index, steps, batch_size, seed):
     batches = _round_stream(dataset, round_index, steps, batch_size, seed).take(steps)
     history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     return {k: v[-1] for k, v in history.history.items()}
+
+
+def _learning_rate(model):
+    # Through NumPy: under a strategy the variable holds a MirroredVariable.
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def _check_loss(logs, stage):

@@ -325,7 +325,9 @@ def test_pass_size_does_not_change_scores(path):
     # 256 rows: all 13 samples at 19 points per pass; 40: 3 points per pass;
     # 5: the 13 samples in slices of 5 (the last one padded), 1 point each.
     reference, *chunked = (
-        singe_keras.score(gated, (x, y), criteria.IntegratedGradients(batch_size=rows, **options)).flat()
+        singe_keras.score(
+            gated, (x, y), criteria.IntegratedGradients(batch_size=rows, **options)
+        ).flat()
         for rows in (256, 40, 5)
     )
     for scores in chunked:
