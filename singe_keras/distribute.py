@@ -69,6 +69,11 @@ class ReplicatedStep:
         strategy: a `tf.distribute.Strategy`, or `None` for one device.
         row_axes: per argument, the axis along which its rows lie, or `None`
             for an argument every replica gets whole.
+
+    Attributes:
+        replicas: the number of replicas in sync (1 without a strategy); the
+            row count of a call must be a multiple of it.
+        function: the `tf.function` that runs on the replicas.
     """
 
     def __init__(self, function, strategy, row_axes):
