@@ -23,6 +23,7 @@ from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
+from singe_keras import distribute
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
 from singe_keras import scoring
@@ -86,6 +87,9 @@ class PruningCallback(keras.callbacks.Callback):
     criteria (`l1`, `l2`) can
     rank a little differently here than in `singe_keras.prune`, which scores
     the rebuilt model; gradient criteria see the same function in both.
+
+    Under a `tf.distribute` strategy, scoring runs on the replicas of the
+    strategy the model was created in, as `fit` does.
 
     Unlike `singe_keras.prune`, the callback does not re-estimate BatchNorm
     statistics after an event: every event is followed by at least one epoch
@@ -213,8 +217,10 @@ class PruningCallback(keras.callbacks.Callback):
         self._warned_of_missing_events = self._warn_of_missing_events(
             (self.params or {}).get("epochs"))
         self._graph, self._original = graph, original
-        self._gated = GatedModel(graph)  # one per fit: scoring traces once
-        self._masks = _install_masks(graph)
+        # In the model's strategy: scoring splits its batches over the replicas.
+        with distribute.model_scope(self.model):
+            self._gated = GatedModel(graph)  # one per fit: scoring traces once
+            self._masks = _install_masks(graph)
         # A train function compiled before the masks existed would not apply them.
         self.model.make_train_function(force=True)
 
@@ -260,8 +266,9 @@ class PruningCallback(keras.callbacks.Callback):
         fraction = event / self.pruning_events
         kept = _kept_units(graph, self._masks)
         try:
-            relevance = scoring.score(self._gated, self.data, self.criterion,
-                                      verbose=int(self.verbose == 1)).flat()
+            with distribute.model_scope(self.model):
+                relevance = scoring.score(self._gated, self.data, self.criterion,
+                                          verbose=int(self.verbose == 1)).flat()
         except ValueError as error:
             raise ValueError(
                 f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"

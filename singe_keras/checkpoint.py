@@ -3,7 +3,9 @@
 After every round the model and the run's state are written atomically; a
 call with the same model and arguments (the same fingerprint) resumes after
 the last finished round, and anything that does not belong together is
-refused rather than half-loaded.
+refused rather than half-loaded. Under a multi-worker strategy the chief
+writes and every worker reads: to resume, the directory must be one all
+workers see.
 """
 
 import hashlib
@@ -13,6 +15,7 @@ import os
 import keras
 import numpy as np
 
+from singe_keras import distribute
 from singe_keras.files import atomic_output, write_atomically
 from singe_keras.report import PruningReport
 
@@ -36,13 +39,16 @@ class Checkpoint:
     def __init__(self, directory, fingerprint):
         self.directory = directory
         self.fingerprint = fingerprint
-        os.makedirs(directory, exist_ok=True)
+        if distribute.is_chief():  # the only writer
+            os.makedirs(directory, exist_ok=True)
         self.state_path = os.path.join(directory, "state.json")
 
     def _model_path(self, round_index):
         return os.path.join(self.directory, f"model_round{round_index}.keras")
 
     def save(self, model, report, round_index):
+        # Every worker saves (saving may run collective ops); only the chief's
+        # files are kept (`files.atomic_output`).
         path = self._model_path(round_index)
         with atomic_output(path, suffix=".keras") as tmp:
             model.save(tmp)
@@ -56,6 +62,8 @@ class Checkpoint:
             "report": report.to_dict(),
         }
         write_atomically(self.state_path, json.dumps(state).encode())
+        if not distribute.is_chief():
+            return
         for name in os.listdir(self.directory):  # older rounds' models
             if name.startswith("model_round") and name != os.path.basename(path):
                 os.unlink(os.path.join(self.directory, name))

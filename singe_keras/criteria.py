@@ -27,6 +27,16 @@ from singe_keras import gate_gradients
 
 _REGISTRY = {}
 
+#: Samples gradient criteria read (and `path="random"` partitions) at once:
+#: at most this many, so that memory does not grow with `samples`, and not
+#: tied to the pass size, so that the pass size does not change the scores.
+_SAMPLES_AT_ONCE = 256
+#: Bytes of activations an automatic pass may hold (`batch_size=None`).
+_PASS_MEMORY = 2 * 2**30
+#: Estimated bytes a gradient pass holds per float32 layer-output value: the
+#: forward activation, its gated copy, and its gradient.
+_BYTES_PER_VALUE = 3 * 4
+
 
 def register_criterion(name: str):
     """Class decorator: makes a `Criterion` subclass available as `name`.
@@ -148,8 +158,15 @@ class IntegratedGradients(Criterion):
         loss: a Keras loss (name or object) or `loss(y_true, y_pred)`
             returning one value per sample; `None` uses the model's compiled
             loss. Defaults to `None`.
-        batch_size: rows of one forward/backward pass: data batch x path
-            points. Defaults to `256`.
+        batch_size: rows of one forward/backward pass (samples x path
+            points): it bounds the memory of scoring, which holds the
+            activations and gradients of this many inputs at once, whatever
+            `steps`, `samples` and the data's own batch size. The scores do
+            not depend on it (up to float round-off). `None` fits a pass in
+            about 2 GiB, estimated from the sizes of the model's layer
+            outputs (at most 256 rows; 16 if the model's shapes are not
+            fixed). Under a `tf.distribute` strategy, rows per replica: a
+            pass splits its samples over the replicas. Defaults to `None`.
         rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
             Defaults to `"midpoint"`.
         block_fraction: with `path="random"`, the share of a group that one
@@ -177,7 +194,7 @@ class IntegratedGradients(Criterion):
         reduction="square",
         samples=256,
         loss=None,
-        batch_size=256,
+        batch_size=None,
         rule="midpoint",
         block_fraction=0.5,
         draws=1,
@@ -188,6 +205,8 @@ class IntegratedGradients(Criterion):
         _check_choice("rule", rule, ("midpoint", "left"))
         for argument, value in (("steps", steps), ("samples", samples),
                                 ("batch_size", batch_size), ("draws", draws)):
+            if argument == "batch_size" and value is None:
+                continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(
                     f"`{argument}` must be a positive integer. "
@@ -200,7 +219,8 @@ class IntegratedGradients(Criterion):
             )
         self.steps, self.path, self.reduction = int(steps), path, reduction
         self.samples, self.loss = int(samples), loss
-        self.batch_size, self.rule = int(batch_size), rule
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.rule = rule
         self.block_fraction, self.draws, self.seed = float(block_fraction), int(draws), seed
 
     def get_config(self):
@@ -279,11 +299,13 @@ class IntegratedGradients(Criterion):
         """See `Criterion.score`; `verbose=1` shows a bar of the model passes."""
         loss_fn = resolve_loss(self.loss, gated.graph.model)
         step = gate_gradients.attribution_step(gated, loss_fn)
-        # Batches no larger than the data: padding rows would cost passes.
-        batch = min(self.batch_size, self.samples, data_lib.first_batch_size(data))
-        per_pass = max(1, self.batch_size // batch)
+        batch = min(_SAMPLES_AT_ONCE, self.samples, data_lib.first_batch_size(data))
+        rows = self.batch_size or pass_rows(gated.graph)  # per replica
+        per_replica = min(-(-batch // step.replicas), rows)  # samples per pass
+        part = per_replica * step.replicas
+        per_pass = rows // per_replica  # path points per pass
         units = gated.graph.num_units
-        padding = (np.ones((batch, units), "float32"), 0.0, np.zeros((batch, units), "float32"))
+        padding = (np.ones((part, units), "float32"), 0.0, np.zeros((part, units), "float32"))
         rng = np.random.default_rng(self.seed)
         draws = self.draws if self.path == "random" else 1
         batches = data_lib.fixed_batch_count(data, self.samples, batch)
@@ -292,20 +314,23 @@ class IntegratedGradients(Criterion):
         for x, y, sample_weight in data_lib.fixed_batches(data, self.samples, batch):
             real = sample_weight > 0
             for _ in range(draws):
-                attributions = 0.0
                 block_of, blocks = self.blocks(gated.graph, batch, rng)
                 if verbose and bar is None:
-                    passes = -(-self.point_count(blocks) // per_pass)
+                    passes = -(-batch // part) * -(-self.point_count(blocks) // per_pass)
                     bar = keras.utils.Progbar(
                         batches and batches * draws * passes, unit_name="pass")
-                for chunk in _chunks(self.path_points(block_of, blocks), per_pass, padding):
-                    gates, weights, masks = (np.stack(parts) for parts in zip(*chunk))
-                    attributions += np.asarray(
-                        step(x, y, sample_weight, gates, weights.astype("float32"), masks)
-                    )
-                    if bar is not None:
-                        done += 1
-                        bar.update(done)
+                attributions = np.zeros((batch, units))
+                for index, inside in _row_slices(batch, part):
+                    weight = np.where(inside, sample_weight[index], np.float32(0))
+                    points = self.path_points(block_of[index], blocks)
+                    for chunk in _chunks(points, per_pass, padding):
+                        gates, weights, masks = (np.stack(parts) for parts in zip(*chunk))
+                        attributions[index[inside]] += step(
+                            x[index], y[index], weight, gates, weights.astype("float32"), masks
+                        )[inside]
+                        if bar is not None:
+                            done += 1
+                            bar.update(done)
                 # The blocks of one partition are disjoint: each unit has one
                 # attribution per sample and draw.
                 if self.reduction == "abs":
@@ -316,7 +341,32 @@ class IntegratedGradients(Criterion):
                 count += int(real.sum())
         if bar is not None and bar.target is None:  # a stream: counted only now
             bar.update(done, finalize=True)
-        return total / max(count, 1)
+        # Each worker summed its replicas' rows; every worker reads every sample.
+        return step.sum_over_workers(total) / max(count, 1)
+
+
+def pass_rows(graph):
+    """The rows of a gradient pass that fit in about 2 GiB of activations (1 to 256).
+
+    Estimated from the values one sample makes in the model's layer outputs
+    (`CouplingGraph.values_per_sample`); 16 if those sizes are not fixed.
+    """
+    values = graph.values_per_sample()
+    if values is None:
+        return 16
+    return int(np.clip(_PASS_MEMORY // max(values * _BYTES_PER_VALUE, 1), 1, 256))
+
+
+def _row_slices(count, size):
+    """`(index, inside)` per `size` rows of `range(count)`.
+
+    `index` holds `size` row indices, the last slice filled up with row 0
+    (one shape, one trace); `inside` says which rows are real.
+    """
+    for start in range(0, count, size):
+        index = np.arange(start, start + size)
+        inside = index < count
+        yield np.where(inside, index, 0), inside
 
 
 def _chunks(points, size, padding):
@@ -343,10 +393,11 @@ class Taylor(IntegratedGradients):
     Args:
         samples: how many examples to score on. Defaults to `256`.
         loss: see `IntegratedGradients`. Defaults to `None`.
-        batch_size: rows of one forward/backward pass. Defaults to `256`.
+        batch_size: rows of one forward/backward pass (see
+            `IntegratedGradients`). Defaults to `None`.
     """
 
-    def __init__(self, samples=256, loss=None, batch_size=256):
+    def __init__(self, samples=256, loss=None, batch_size=None):
         super().__init__(
             steps=1, path="group", reduction="abs", samples=samples, loss=loss,
             batch_size=batch_size, rule="left",
@@ -371,10 +422,11 @@ class Fisher(Taylor):
     Args:
         samples: how many examples to score on. Defaults to `256`.
         loss: see `IntegratedGradients`. Defaults to `None`.
-        batch_size: rows of one forward/backward pass. Defaults to `256`.
+        batch_size: rows of one forward/backward pass (see
+            `IntegratedGradients`). Defaults to `None`.
     """
 
-    def __init__(self, samples=256, loss=None, batch_size=256):
+    def __init__(self, samples=256, loss=None, batch_size=None):
         super().__init__(samples=samples, loss=loss, batch_size=batch_size)
         self.reduction = "square"
 

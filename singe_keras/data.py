@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from singe_keras import distribute
+
 
 class Labelled:
     """Inputs-only data whose targets are computed from the inputs.
@@ -153,8 +155,10 @@ def fixed_batches(data, samples, batch_size):
 
     The stream stops after `samples` examples (or when `data` ends); the last
     batch is padded with copies of its first row whose sample weight is 0.
+    Batches are cut from the user's batches (views of arrays), so at most one
+    batch of `batch_size` rows is copied at a time.
     """
-    buffer, count = [], 0
+    pending, filled, count = [], 0, 0  # pieces of the next batch, their rows
     for batch in _source_batches(data):
         _check_structure(batch, "data")
         x, y = np.asarray(batch[0]), np.asarray(batch[1])
@@ -164,18 +168,21 @@ def fixed_batches(data, samples, batch_size):
             else np.ones(len(x), "float32")
         )
         take = min(len(x), samples - count)
-        buffer.append((x[:take], y[:take], weight[:take]))
         count += take
-        while sum(len(b[0]) for b in buffer) >= batch_size:
-            rows = [np.concatenate(parts) for parts in zip(*buffer)]
-            yield tuple(r[:batch_size] for r in rows)
-            buffer = [tuple(r[batch_size:] for r in rows)]
+        start = 0
+        while start < take:
+            stop = min(take, start + batch_size - filled)
+            pending.append((x[start:stop], y[start:stop], weight[start:stop]))
+            filled += stop - start
+            start = stop
+            if filled == batch_size:
+                yield tuple(np.concatenate(parts) for parts in zip(*pending))
+                pending, filled = [], 0
         if count >= samples:
             break
-    rows = [np.concatenate(parts) for parts in zip(*buffer)] if buffer else []
-    if rows and len(rows[0]):
-        pad = batch_size - len(rows[0])
-        x, y, weight = rows
+    if filled:
+        x, y, weight = (np.concatenate(parts) for parts in zip(*pending))
+        pad = batch_size - filled
         yield (
             np.concatenate([x, np.repeat(x[:1], pad, axis=0)]),
             np.concatenate([y, np.repeat(y[:1], pad, axis=0)]),
@@ -242,6 +249,8 @@ def training_stream(dataset, batch_size, seed):
     return (
         tf.data.Dataset.from_tensor_slices(arrays)
         .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
+        # Under a strategy, an epoch's short last batch could leave a replica
+        # without rows, which Keras's fit fails on with BatchNormalization.
+        .batch(batch_size, drop_remainder=distribute.current_strategy() is not None)
         .repeat()
     )

@@ -3,6 +3,9 @@
 A crash never leaves a half-written file behind: everything is written to a
 temporary file in the same folder, flushed to disk, then renamed over the
 target. The result has the permissions a plain `open()` would give it.
+Under a multi-worker `tf.distribute` strategy only the chief writes: the
+other workers write to a scratch file that is deleted (TensorFlow's
+convention), so every worker runs the same code.
 """
 
 import contextlib
@@ -10,14 +13,20 @@ import json
 import os
 import tempfile
 
+from singe_keras import distribute
+
 
 @contextlib.contextmanager
 def atomic_output(path, suffix=".tmp"):
     """Yields a temporary path; renames it to `path` if the block succeeds.
 
     If the block raises, the temporary file is deleted and `path` is left as
-    it was.
+    it was. On a worker that is not the chief, the file is always deleted.
     """
+    if not distribute.is_chief():
+        with tempfile.TemporaryDirectory() as scratch:
+            yield os.path.join(scratch, os.path.basename(path))
+        return
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, suffix=suffix)
     os.close(fd)

@@ -10,7 +10,8 @@ gates), and the gradient of the summed loss with respect to the gate rows is
 each row's own gradient. The step then weights and masks these gradients
 (the quadrature of the path integral) and returns, per sample and unit, their
 sum over the `P` points. Path positions are tensors: changing them never
-retraces.
+retraces. Under a `tf.distribute` strategy, the samples of a step are split
+over the replicas (`singe_keras.distribute`).
 """
 
 import json
@@ -19,31 +20,42 @@ import weakref
 import keras
 import tensorflow as tf
 
+from singe_keras import distribute
+
 _STEPS = weakref.WeakKeyDictionary()
 
 
 def attribution_step(gated, loss_fn):
     """The compiled step of `gated` and `loss_fn`, traced once per batch shape.
 
+    The step runs on the replicas of the strategy of the current scope (one
+    device outside any scope).
+
     Args:
         gated: a `GatedModel`.
         loss_fn: `loss_fn(y_true, y_pred)` returning one loss per sample.
 
     Returns:
-        A `tf.function` `step(x, y, sample_weight, gates, weights, masks)`
-        where `gates` and `masks` are `(P, B, num_units)` and `weights` is
-        `(P,)`; it returns the `(B, num_units)` sum over points of
-        `weights[p] * masks[p, b] * dloss(x_b)/dgates[p, b]`.
+        A `singe_keras.distribute.ReplicatedStep`
+        `step(x, y, sample_weight, gates, weights, masks)` where `gates` and
+        `masks` are `(P, B, num_units)` and `weights` is `(P,)`; it returns
+        the `(B, num_units)` NumPy sum over points of
+        `weights[p] * masks[p, b] * dloss(x_b)/dgates[p, b]` (zero in the
+        rows of other workers). `B` must be a multiple of `step.replicas`.
     """
     cache = _STEPS.setdefault(gated, {})
+    strategy = distribute.current_strategy()
     # Equal Keras losses share a step; other callables are told apart by identity.
     key = (
         json.dumps(keras.losses.serialize(loss_fn), sort_keys=True, default=str)
         if isinstance(loss_fn, keras.losses.Loss)
-        else loss_fn
+        else loss_fn,
+        id(strategy),  # the step holds the strategy: its id stays its own
     )
     if key not in cache:
-        cache[key] = tf.function(_make_step(gated, loss_fn))
+        cache[key] = distribute.ReplicatedStep(
+            _make_step(gated, loss_fn), strategy, row_axes=(0, 0, 0, 1, None, 1)
+        )
     return cache[key]
 
 

@@ -632,6 +632,18 @@ class CouplingGraph:
             [self.kept_channels(t, kept_units) for t in node.outputs + node.hidden],
         )
 
+    def values_per_sample(self) -> int | None:
+        """Values one sample makes in all traced layer outputs (`None` if unknown).
+
+        The size of a forward pass's activations per example: what a
+        gradient pass holds in memory, up to a small factor. `None` if an
+        output has a dimension other than the batch that is not fixed.
+        """
+        sizes = [s[1:] for node in self.nodes for s in node.call.output_shapes]
+        if any(d is None for size in sizes for d in size):
+            return None
+        return sum(int(np.prod(size)) for size in sizes)
+
     def layer_nodes(self) -> list:
         """The first traced call of every layer: a shared layer counts once."""
         first = {}

@@ -24,6 +24,7 @@ from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
+from singe_keras import distribute
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
 from singe_keras import recalibration
@@ -72,6 +73,12 @@ def prune(
     Gradients Estimation of Neuron Relevance", NeurIPS 2022). The returned
     model is a new, physically smaller functional model with the same inputs,
     outputs and layer names. The input model is never modified.
+
+    Called in a `tf.distribute` strategy's scope, `prune` scores on its
+    replicas, rebuilds and compiles in the scope and fine-tunes through
+    `fit`; under a multi-worker strategy every worker ends with the same
+    model and only the chief keeps the checkpoint files (README, "Multi-GPU
+    and multi-host").
 
     Args:
         model: a functional or Sequential `keras.Model`. Its compiled loss,
@@ -187,11 +194,12 @@ def prune(
 
     Raises:
         ValueError: for bad targets (including unreachable ones, with the
-            smallest reachable value), bad options, missing or unusable data,
-            a missing loss or optimizer, a teacher of other shapes, a loss
-            that does not tell distillation the output kind, or a checkpoint
-            written by another call; and, naming the round, for NaN or
-            infinite relevance or fine-tuning loss.
+            smallest reachable value), bad options, fine-tuning under a
+            multi-worker strategy (Keras's `fit` cannot run there), missing
+            or unusable data, a missing loss or optimizer, a teacher of other
+            shapes, a loss that does not tell distillation the output kind,
+            or a checkpoint written by another call; and, naming the round,
+            for NaN or infinite relevance or fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
     Example:
@@ -219,6 +227,15 @@ def prune(
     max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
     max_params = allocation.absolute_target("target_params", target_params, original.params)
     training = finetune_steps > 0 or final_epochs > 0
+    if training and distribute.is_multi_worker():
+        raise ValueError(
+            "Keras's `fit` does not run under a multi-worker strategy (Keras "
+            f"{keras.__version__}; keras-team/keras#20585), and `prune` fine-tunes "
+            "with it. Under a MultiWorkerMirroredStrategy, prune with "
+            "finetune_steps=0 and final_epochs=0 (scoring is distributed), or "
+            "use a MirroredStrategy on one host. Received: "
+            f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
+        )
     if (criterion.needs_data or training) and dataset is None:
         raise ValueError(
             f"`dataset` is needed to score with {criterion.name!r} and to "
@@ -365,7 +382,7 @@ def prune(
         if latency_model is not None:
             entry["latency_ms"] = latency_model.predict(graph, plan)
         if finetune_steps:
-            entry["learning_rate"] = float(model_or_distiller.optimizer.learning_rate)
+            entry["learning_rate"] = _learning_rate(model_or_distiller)
         report.rounds.append(entry)
         _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original,
                   step_latency)
@@ -394,7 +411,7 @@ def prune(
                if "latency_ms" in report.rounds[-1] else {}),
             "units_removed": 0,
             "metrics": _named(logs),
-            "learning_rate": float(model_or_distiller.optimizer.learning_rate),
+            "learning_rate": _learning_rate(model_or_distiller),
             "seconds": time.perf_counter() - started,
         }
         report.rounds.append(entry)
@@ -420,6 +437,11 @@ def _finetune(model, dataset, round_index, steps, batch_size, seed, verbose):
     history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
                         verbose=verbose)
     return {k: v[-1] for k, v in history.history.items()}
+
+
+def _learning_rate(model):
+    # Through NumPy: under a strategy the variable holds a MirroredVariable.
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def _check_loss(logs, stage):

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from singe_keras import data as data_lib
+from singe_keras import distribute
 from singe_keras import graph as graph_lib
 
 
@@ -159,9 +160,12 @@ def recalibrate_on(model, inputs):
     if not layers:
         return
     statistics = BatchNormStatistics(graph, layers)
+    # Whole batches on this worker, also under a strategy: batch moments of
+    # per-replica shares would differ from the batch's.
+    moments_of = distribute.whole_batches(statistics)
     sums = {id(layer): [0.0, 0.0, 0] for layer in layers}
     for x in inputs:
-        moments = statistics.predict_on_batch(x)
+        moments = moments_of(x)
         for index, node in enumerate(statistics.calls):
             total = sums[id(node.layer)]
             total[0] = total[0] + np.asarray(moments[2 * index], "float64")

@@ -54,7 +54,11 @@ def score(
 
     Use it on its own ("which filters matter?") or let `singe_keras.prune`
     call it. Gradient criteria (`"singe"`, `"taylor"`) run the model in
-    inference mode on up to `criterion.samples` examples, streaming `data`.
+    inference mode on up to `criterion.samples` examples, streaming `data`,
+    in passes of at most `criterion.batch_size` rows. Called in a
+    `tf.distribute` strategy's scope, they split every pass over its
+    replicas and add the sums over its workers (README, "Multi-GPU and
+    multi-host").
 
     Args:
         model: a functional or Sequential `keras.Model`, its `CouplingGraph`

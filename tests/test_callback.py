@@ -294,7 +294,7 @@ def test_one_gated_model_and_one_trace_serve_every_event(monkeypatch):
     _fit(model, callback, epochs=3)
     assert len(steps) == 3
     assert len({id(step) for step in steps}) == 1
-    assert steps[0].experimental_get_tracing_count() == 1
+    assert steps[0].function.experimental_get_tracing_count() == 1
 
 
 def test_non_finite_scores_stop_the_callback_and_name_the_event():

@@ -312,8 +312,109 @@ def test_scoring_traces_once():
     step = gate_gradients.attribution_step(gated, criteria.resolve_loss(None, model))
     # 13 samples in batches of 8 (the last one padded), 4 groups x 8 path
     # positions, twice: one trace.
-    assert step.experimental_get_tracing_count() == 1
+    assert step.function.experimental_get_tracing_count() == 1
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("path", ["group", "unit", "random"])
+def test_pass_size_does_not_change_scores(path):
+    model = _compiled("residual")
+    x, y = _data(model, n=13)
+    gated = singe_keras.GatedModel(singe_keras.trace(model))
+    options = dict(steps=3, path=path, samples=13, draws=2, seed=5)
+    # 256 rows: all 13 samples at 19 points per pass; 40: 3 points per pass;
+    # 5: the 13 samples in slices of 5 (the last one padded), 1 point each.
+    reference, *chunked = (
+        singe_keras.score(
+            gated, (x, y), criteria.IntegratedGradients(batch_size=rows, **options)
+        ).flat()
+        for rows in (256, 40, 5)
+    )
+    for scores in chunked:
+        np.testing.assert_allclose(scores, reference, rtol=1e-5)
+
+
+def test_group_path_is_complete_in_small_passes():
+    model = _compiled("residual")
+    x, y = _data(model, n=7)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    criterion = criteria.IntegratedGradients(steps=64, path="group", reduction="signed",
+                                             batch_size=3)
+    scores = singe_keras.score(gated, (x, y), criterion)
+    full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
+    for group in graph.groups:
+        expected = full - _mean_loss(gated, x, y, _group_off(graph, group.name))
+        assert abs(scores[group.name].sum() - expected) < 0.01 * abs(expected)
+
+
+class _RecordedStep:
+    """Wraps the attribution step; records the rows of every pass."""
+
+    def __init__(self, step):
+        self.step, self.rows = step, []
+        self.replicas, self.sum_over_workers = step.replicas, step.sum_over_workers
+
+    def __call__(self, x, y, sample_weight, gates, weights, masks):
+        self.rows.append(gates.shape[0] * gates.shape[1])
+        return self.step(x, y, sample_weight, gates, weights, masks)
+
+
+@pytest.fixture
+def recorded_steps(monkeypatch):
+    steps = []
+    original = gate_gradients.attribution_step
+
+    def attribution_step(gated, loss_fn):
+        steps.append(_RecordedStep(original(gated, loss_fn)))
+        return steps[-1]
+
+    monkeypatch.setattr(gate_gradients, "attribution_step", attribution_step)
+    return steps
+
+
+@pytest.mark.parametrize("steps, samples", [(2, 8), (16, 8), (2, 40)])
+def test_passes_never_exceed_batch_size_rows(recorded_steps, steps, samples):
+    model = _compiled("chain")
+    x, y = _data(model, n=samples)
+    criterion = criteria.IntegratedGradients(steps=steps, samples=samples, path="unit",
+                                             batch_size=6)
+    singe_keras.score(model, (x, y), criterion)
+    units = singe_keras.trace(model).num_units
+    rows = recorded_steps[-1].rows
+    assert max(rows) <= 6
+    # Every sample meets every point of every unit's path once (padding aside).
+    assert sum(rows) >= samples * steps * units
+
+
+def test_scoring_reads_only_the_samples_it_needs():
+    model = _compiled("chain")
+    x, y = _data(model, n=700)
+    read = []
+
+    class Recorded(zoo.Batches):
+        def __getitem__(self, index):
+            read.append(index)
+            return super().__getitem__(index)
+
+    data = Recorded(x, y, 7)
+    singe_keras.score(model, data, criteria.IntegratedGradients(steps=2, samples=16))
+    # 16 samples are 3 batches of 7; the others are never read.
+    assert max(read) == 2
+
+
+def test_automatic_batch_size_fits_the_memory_budget():
+    small = singe_keras.trace(_compiled("chain"))
+    large = singe_keras.trace(keras.Sequential([
+        keras.Input((128, 128, 3)),
+        keras.layers.Conv2D(64, 3, padding="same"),
+        keras.layers.Conv2D(64, 3, padding="same"),
+    ]))
+    assert large.values_per_sample() == 2 * 128 * 128 * 64
+    assert criteria.pass_rows(small) == 256  # the cap: tiny models are not slowed
+    rows = criteria.pass_rows(large)
+    # Activations, their gated copies and gradients of a pass: within 2 GiB.
+    assert 1 <= rows < 256 and rows * large.values_per_sample() * 12 <= 2 * 2**30
 
 
 def test_every_data_format_gives_the_same_scores():
@@ -417,6 +518,7 @@ def test_custom_criterion_can_be_registered(registry):
         ({"path": "random", "block_fraction": 0}, "block_fraction"),
         ({"block_fraction": 1.5}, "block_fraction"),
         ({"draws": 0}, "draws"),
+        ({"batch_size": 0}, "batch_size"),
     ],
 )
 def test_bad_options_are_rejected(kwargs, message):
