@@ -83,7 +83,8 @@ def report(results):
     return "\n".join(lines) + "\n"
 
 
-def main():
+def main(report=report):
+    """Writes `report(results)` of the JSON named on the command line next to it, as .md."""
     path = sys.argv[1]
     with open(path) as f:
         results = json.load(f)

@@ -8,11 +8,10 @@ the control (the unpruned model fine-tuned with the same budget).
 """
 
 import collections
-import json
-import sys
 
 import numpy as np
 
+import criteria_grid_report
 from criteria_grid_report import summary
 from recovery import ROWS
 
@@ -72,15 +71,5 @@ def report(results):
     return "\n".join(lines) + "\n"
 
 
-def main():
-    path = sys.argv[1]
-    with open(path) as f:
-        results = json.load(f)
-    text = report(results)
-    with open(path.replace(".json", ".md"), "w") as f:
-        f.write(text)
-    print(text)
-
-
 if __name__ == "__main__":
-    main()
+    criteria_grid_report.main(report)

@@ -49,7 +49,7 @@ import numpy as np
 
 from singe_keras import export as export_lib
 from singe_keras import graph as graph_lib
-from singe_keras.files import write_atomically
+from singe_keras.files import JsonRecord, write_atomically
 from singe_keras.surgery import layer_from_config
 
 FORMAT = "singe_keras.latency/1"
@@ -237,7 +237,7 @@ class LayerTable:
                    {(a, b): ms for a, b, ms in data["points"]})
 
 
-class LatencyModel:
+class LatencyModel(JsonRecord):
     """Predicts the latency of a model pruned by a `Plan`, from layer tables.
 
     Made by `build` (measured on this host) or `from_measurements` (measured
@@ -252,6 +252,9 @@ class LatencyModel:
         runtime: `{"runtime", "delegate", "threads", "precision"}`.
         timer: the timer that measured the tables on this host (measures the
             pruned model after `prune`), or `None` for a device's tables.
+
+    `save(path)` and `LatencyModel.load(path)` write and read it as JSON
+    (without the timer).
     """
 
     def __init__(self, tables, layers, constant, runtime, timer=None):
@@ -312,16 +315,6 @@ class LatencyModel:
         tables = [LayerTable.from_dict(t) for t in data["tables"]]
         return cls({t.key: t for t in tables}, data["layers"], data["constant_ms"],
                    data["runtime"])
-
-    def save(self, path):
-        """Writes the model as JSON (the timer is not saved)."""
-        write_atomically(path, json.dumps(self.to_dict(), indent=1).encode())
-
-    @classmethod
-    def load(cls, path):
-        """Reads a model written by `save`."""
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
 
     def __repr__(self):
         return (
