@@ -207,7 +207,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._latency_model = self._original_ms = self._max_latency = None
         if self.target_latency is not None:
             self._latency_model = latency_lib.get(self.latency_model, self.model,
-                                                  self.ignored_layers, self.verbose)
+                                                  self.ignored_layers, min(self.verbose, 1))
             self._original_ms = self._latency_model.predict(graph)
             self._max_latency = latency_lib.target_milliseconds(self.target_latency,
                                                                 self._original_ms)

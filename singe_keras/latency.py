@@ -347,7 +347,7 @@ def timed_layers(graph):
             or len(node.inputs) != 1 or len(node.outputs) != 1
             or not node.handler.costed
             or node.handler.macs(layer, node.call) <= 0
-            or not any((graph.unit_indices(t) >= 0).any() for t in node.inputs + node.outputs)
+            or not graph.any_prunable(node.inputs + node.outputs)
         ):
             continue
         config = {k: v for k, v in layer.get_config().items() if k != "name"}
@@ -487,6 +487,12 @@ def build(
     runtime = getattr(timer, "runtime", None) or {"runtime": type(timer).__name__}
     graph = graph_lib.trace(model, ignored_layers)
     timed = timed_layers(graph)
+    if any(graph.any_prunable(node.hidden) for node in graph.nodes):
+        warnings.warn(
+            "The latency tables do not time attention heads: their time is part "
+            "of the constant, so removing a head saves no predicted millisecond "
+            "and a latency target alone prunes no head (FLOPs and parameter "
+            "targets do).", stacklevel=2)
     if not timed:
         raise ValueError(
             "The model has no layer whose latency depends on prunable channels "

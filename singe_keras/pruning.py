@@ -236,6 +236,15 @@ def prune(
             "use a MirroredStrategy on one host. Received: "
             f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
         )
+    if (target_latency is not None and distribute.is_multi_worker()
+            and not isinstance(latency_model, latency_lib.LatencyModel)):
+        raise ValueError(
+            "Under a multi-worker strategy every worker must plan with the same "
+            "latency tables, and tables timed on each worker differ: build the "
+            "latency model first (`singe_keras.latency.build`, then `save`) and "
+            "pass `latency_model=singe_keras.LatencyModel.load(path)`. Received: "
+            f"latency_model={latency_model!r}"
+        )
     if (criterion.needs_data or training) and dataset is None:
         raise ValueError(
             f"`dataset` is needed to score with {criterion.name!r} and to "
@@ -270,7 +279,7 @@ def prune(
                                max_pruning_ratio, graph.ignored_layers)
     original_ms = max_latency = None
     if target_latency is not None:
-        latency_model = latency_lib.get(latency_model, model, ignored_layers, verbose)
+        latency_model = latency_lib.get(latency_model, model, ignored_layers, min(verbose, 1))
         original_ms = latency_model.predict(graph)
         max_latency = latency_lib.target_milliseconds(target_latency, original_ms)
         allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
@@ -281,7 +290,9 @@ def prune(
     original_sizes = {g.name: g.size for g in graph.groups}
 
     settings = {
-        "target_flops": max_flops, "target_params": max_params, "target_latency": max_latency,
+        "target_flops": max_flops, "target_params": max_params,
+        # As given: the milliseconds depend on a timing that a re-run repeats.
+        "target_latency": target_latency,
         "latency_runtime": latency_model.runtime if latency_model else None,
         "criterion": criteria_lib.serialize(criterion), "rounds": rounds,
         "finetune_steps": finetune_steps, "final_epochs": final_epochs,
@@ -312,6 +323,9 @@ def prune(
         first_round = 1
     else:
         current, report, first_round = state
+        if latency_model is not None:  # the latency the interrupted run started from
+            original_ms = report.original["latency_ms"]
+            max_latency = latency_lib.target_milliseconds(target_latency, original_ms)
         logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
     compiling.compile_fresh(current, compile_settings, optimizer_step)
     if state is None and validation_data is not None:

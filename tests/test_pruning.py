@@ -558,6 +558,33 @@ def test_latency_and_flops_targets_combine():
     assert report.latency["predicted_ms"] <= target
 
 
+def test_a_latency_run_resumes_although_a_re_run_times_the_model_anew(tmp_path):
+    from staircase_timer import StaircaseTimer
+
+    class DriftingTimer(StaircaseTimer):
+        """Each timing a little slower than the last, across runs: a re-run's differ."""
+
+        timings = 0
+
+        def __call__(self, model):
+            DriftingTimer.timings += 1
+            return super().__call__(model) * (1 + 1e-3 * DriftingTimer.timings)
+
+    model = zoo.build("residual")
+    arguments = dict(target_latency=0.6, criterion="l1", rounds=2, finetune_steps=0,
+                     checkpoint_dir=str(tmp_path), return_report=True)
+    first, report = singe_keras.prune(
+        model, latency_model={"timer": DriftingTimer(step=4), "cache_dir": None},
+        verbose=0, **arguments)
+    # verbose=2 is valid with a latency target too (the tables' lines print).
+    again, resumed = singe_keras.prune(
+        model, latency_model={"timer": DriftingTimer(step=4), "cache_dir": None},
+        verbose=2, **arguments)
+    assert resumed.original["latency_ms"] == report.original["latency_ms"]
+    assert resumed.latency["target_ms"] == pytest.approx(report.latency["target_ms"])
+    assert [w.shape for w in again.weights] == [w.shape for w in first.weights]
+
+
 def test_a_latency_prediction_off_by_more_than_10_percent_warns():
     from staircase_timer import StaircaseTimer
 
