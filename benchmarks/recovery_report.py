@@ -12,7 +12,6 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from criteria_grid_report import summary
 from recovery import ROWS
 
 
@@ -59,7 +58,8 @@ def report(results):
         seeds = ", ".join(f"{100 * v:.2f}" for v in ordered)
         gap = (f"{100 * (np.mean(ordered) - np.mean(list(control.values()))):+.2f}"
                if control else "")
-        return [f"{summary(ordered)} (n={len(ordered)}: {seeds})", gap]
+        mean, std = 100 * np.mean(ordered), 100 * np.std(ordered)
+        return [f"{mean:.2f} ± {std:.2f} (n={len(ordered)}: {seeds})", gap]
 
     if control:
         lines.append("| control: unpruned, fine-tuned | " + " | ".join(
