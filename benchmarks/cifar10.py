@@ -73,6 +73,18 @@ def accuracy(model, x, y):
     return float(np.mean(np.argmax(logits, -1) == y))
 
 
+def pruned_record(pruned, report, baseline, criterion, test, started):
+    """What the entwined and recovery benchmarks keep of one `prune` run."""
+    return {
+        "criterion": criteria.serialize(criterion),
+        "test_accuracy": accuracy(pruned, *test),
+        "flops_ratio": singe_keras.count_flops(pruned) / singe_keras.count_flops(baseline),
+        "params": pruned.count_params(),
+        "scoring_seconds": sum(r.get("scoring_seconds", 0) for r in report.rounds),
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def recalibrate_batchnorm(model, x, batches=20):
     """Re-estimates BatchNorm moving statistics as an exact average over batches."""
     layers = [l for l in _leaves(model) if isinstance(l, keras.layers.BatchNormalization)]

@@ -37,7 +37,7 @@ def main():
 
     import singe_keras
     from cifar10 import (BATCH, FINAL_EPOCHS, FINETUNE_STEPS, ROUNDS, Results, accuracy,
-                         training_dataset)
+                         pruned_record, training_dataset)
     from criteria_grid import CRITERIA
     from singe_keras import criteria
 
@@ -61,13 +61,8 @@ def main():
                 return_report=True,
             )
             results.put("entwined", key, {
-                "criterion": criteria.serialize(criterion),
+                **pruned_record(pruned, report, baseline, criterion, test, started),
                 "normalization": criterion.normalization,
-                "test_accuracy": accuracy(pruned, *test),
-                "flops_ratio": singe_keras.count_flops(pruned) / singe_keras.count_flops(baseline),
-                "params": pruned.count_params(),
-                "scoring_seconds": sum(r.get("scoring_seconds", 0) for r in report.rounds),
-                "seconds": time.perf_counter() - started,
             })
 
 

@@ -71,7 +71,7 @@ def main():
 
     import singe_keras
     from cifar10 import (BATCH, FINAL_EPOCHS, FINETUNE_STEPS, ROUNDS, Results, accuracy,
-                         training_dataset)
+                         pruned_record, training_dataset)
     from singe_keras import criteria
 
     results = Results(args.output)
@@ -118,14 +118,8 @@ def main():
                 distillation=True if distill else None, seed=seed, verbose=1,
                 return_report=True,
             )
-            results.put("recovery", key, {
-                "criterion": criteria.serialize(criterion),
-                "test_accuracy": accuracy(pruned, *test),
-                "flops_ratio": singe_keras.count_flops(pruned) / singe_keras.count_flops(baseline),
-                "params": pruned.count_params(),
-                "scoring_seconds": sum(r.get("scoring_seconds", 0) for r in report.rounds),
-                "seconds": time.perf_counter() - started,
-            })
+            results.put("recovery", key, pruned_record(pruned, report, baseline, criterion,
+                                                       test, started))
 
 
 if __name__ == "__main__":

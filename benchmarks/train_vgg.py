@@ -15,7 +15,6 @@ horizontal flip.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import cifar10_data  # noqa: E402
@@ -52,41 +51,17 @@ def main():
     args = parser.parse_args()
 
     import keras
-    import tensorflow as tf
 
-    import results_io
+    import training
 
     keras.utils.set_random_seed(args.seed)
     train = cifar10_data.load_split(args.data, "train")
     test = cifar10_data.load_split(args.data, "test")
-    steps = args.epochs * (len(train[0]) // 128)
-
-    def augment(image, label):
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
-        image = tf.image.random_crop(image, (32, 32, 3))
-        return tf.image.random_flip_left_right(image), label
-
-    dataset = (tf.data.Dataset.from_tensor_slices(train).shuffle(50000, seed=args.seed)
-               .map(augment, num_parallel_calls=2).batch(128, drop_remainder=True).prefetch(2))
-    model = build(keras)
+    steps = args.epochs * (len(train[0]) // training.BATCH)
     schedule = keras.optimizers.schedules.CosineDecay(0.1, steps)
-    model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    started = time.perf_counter()
-    history = model.fit(dataset, epochs=args.epochs, validation_data=test, verbose=2)
-    model.save(args.output)
-    results_io.save({
-        "model": os.path.basename(args.output),
-        "params": model.count_params(),
-        "epochs": args.epochs,
-        "seconds": time.perf_counter() - started,
-        "test_accuracy_10000": history.history["val_accuracy"][-1],
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-    }, args.output.replace(".keras", ".json"))
-
+    training.fit_and_save(
+        build(keras), keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True), train, test,
+        args.epochs, args.seed, args.output, args.output.replace(".keras", ".json"))
 
 if __name__ == "__main__":
     main()

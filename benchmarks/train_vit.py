@@ -19,7 +19,6 @@ and horizontal flip.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import cifar10_data  # noqa: E402
@@ -63,44 +62,20 @@ def main():
     args = parser.parse_args()
 
     import keras
-    import tensorflow as tf
 
-    import results_io
+    import training
 
     keras.utils.set_random_seed(args.seed)
     train = cifar10_data.load_split(args.data, "train", args.train_samples)
     test = cifar10_data.load_split(args.data, "test")
-    steps_per_epoch = len(train[0]) // 128
+    steps_per_epoch = len(train[0]) // training.BATCH
     steps = args.epochs * steps_per_epoch
-
-    def augment(image, label):
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
-        image = tf.image.random_crop(image, (32, 32, 3))
-        return tf.image.random_flip_left_right(image), label
-
-    dataset = (tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=args.seed)
-               .map(augment, num_parallel_calls=2).batch(128, drop_remainder=True).prefetch(2))
-    model = build(keras)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, steps - steps_per_epoch, warmup_target=1e-3, warmup_steps=steps_per_epoch)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.05),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    started = time.perf_counter()
-    history = model.fit(dataset, epochs=args.epochs, validation_data=test, verbose=2)
-    model.save(args.output)
-    results_io.save({
-        "model": os.path.basename(args.output),
-        "params": model.count_params(),
-        "epochs": args.epochs,
-        "train_samples": len(train[0]),
-        "seconds": time.perf_counter() - started,
-        "test_accuracy_10000": history.history["val_accuracy"][-1],
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-    }, args.output.replace(".keras", "_training.json"))
-
+    training.fit_and_save(
+        build(keras), keras.optimizers.AdamW(schedule, weight_decay=0.05), train, test,
+        args.epochs, args.seed, args.output, args.output.replace(".keras", "_training.json"),
+        train_samples=len(train[0]))
 
 if __name__ == "__main__":
     main()
