@@ -1,5 +1,6 @@
 """Writes a benchmark's results with the command, commit, machine and versions."""
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -25,7 +26,15 @@ def environment():
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": np.__version__,
+        "ai_edge_litert": _version("ai-edge-litert"),
     }
+
+
+def _version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 _STARTED = environment()  # when this process started: the code it runs
