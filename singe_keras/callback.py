@@ -297,17 +297,12 @@ class PruningCallback(keras.callbacks.Callback):
                 flush=True,
             )
         if predicted is not None and event == self.pruning_events:
-            self.latency = {"target_ms": float(self._max_latency), "predicted_ms": predicted,
-                            "measured_ms": None, "prediction_error": None,
-                            "runtime": self._latency_model.runtime}
-            if self._latency_model.timer is not None:
-                measured = self._latency_model.measure(strip(self.model))
-                self.latency["measured_ms"] = measured
-                self.latency["prediction_error"] = float(
-                    latency_lib.check_prediction(predicted, measured, 5))
-                if self.verbose:
-                    print(f"PruningCallback: latency measured {measured:.3f} ms "
-                          f"(predicted {predicted:.3f} ms)", flush=True)
+            self.latency = latency_lib.measured_record(
+                self._latency_model, strip(self.model), predicted, self._max_latency,
+                stacklevel=5)
+            if self.verbose and self.latency["measured_ms"] is not None:
+                print(f"PruningCallback: latency measured {self.latency['measured_ms']:.3f} ms "
+                      f"(predicted {predicted:.3f} ms)", flush=True)
 
 
 def _mask_targets(graph):

@@ -694,6 +694,22 @@ def get(latency_model, model, ignored_layers=None, verbose=0):
     return build(model, ignored_layers, verbose=verbose, **(latency_model or {}))
 
 
+def measured_record(latency_model, model, predicted, target_ms, stacklevel=3):
+    """A pruned model's prediction next to one measurement (`report.latency`).
+
+    Measures `model` once with the latency model's timer (none if the tables
+    were measured elsewhere: then `measured_ms` is `None`) and warns, through
+    `check_prediction`, if the prediction is off by more than 10%.
+    """
+    record = {"target_ms": float(target_ms), "predicted_ms": predicted, "measured_ms": None,
+              "prediction_error": None, "runtime": latency_model.runtime}
+    if latency_model.timer is not None:
+        record["measured_ms"] = latency_model.measure(model)
+        record["prediction_error"] = float(
+            check_prediction(predicted, record["measured_ms"], stacklevel + 1))
+    return record
+
+
 def check_prediction(predicted, measured, stacklevel=3):
     """Warns if a prediction misses the measured latency by more than 10%.
 

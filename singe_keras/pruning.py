@@ -488,17 +488,12 @@ def _named(logs):
 
 def _measured_latency(latency_model, model, report, max_latency, verbose):
     """The report's `latency`: the pruned model's prediction next to one measurement."""
-    predicted = report.rounds[-1]["latency_ms"]
-    record = {"target_ms": float(max_latency), "predicted_ms": predicted, "measured_ms": None,
-              "prediction_error": None, "runtime": latency_model.runtime}
-    if latency_model.timer is not None:
-        measured = latency_model.measure(model)
-        record["measured_ms"] = measured
-        record["prediction_error"] = float(
-            latency_lib.check_prediction(predicted, measured, 4))
+    record = latency_lib.measured_record(
+        latency_model, model, report.rounds[-1]["latency_ms"], max_latency, stacklevel=4)
+    if record["measured_ms"] is not None:
         line = (
-            f"Latency - predicted {predicted:.3f} ms, measured {measured:.3f} ms "
-            f"({record['prediction_error']:+.1%}) - unpruned "
+            f"Latency - predicted {record['predicted_ms']:.3f} ms, measured "
+            f"{record['measured_ms']:.3f} ms ({record['prediction_error']:+.1%}) - unpruned "
             f"{report.original['latency_ms']:.3f} ms, target {max_latency:.3f} ms"
         )
         logger.info(line)

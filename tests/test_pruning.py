@@ -602,6 +602,8 @@ def test_a_latency_prediction_off_by_more_than_10_percent_warns():
     latency_model = singe_keras.latency.build(model, timer=timer, cache_dir=None)
     timer.pruned = True
     with pytest.warns(UserWarning, match=r"predicted .* ms for the pruned model; LiteRT "
-                                         r"measured .* \(-\d+%\)"):
+                                         r"measured .* \(-\d+%\)") as record:
         singe_keras.prune(model, target_latency=0.6, latency_model=latency_model,
                           criterion="l1", rounds=1, finetune_steps=0, verbose=0)
+    # Attributed to the caller's line, not to singe_keras's internals.
+    assert [w.filename for w in record if "LiteRT" in str(w.message)] == [__file__]
