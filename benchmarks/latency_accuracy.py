@@ -6,17 +6,21 @@ of this host (batch 1, 1 thread, XNNPACK; built once and saved next to the
 results, so a resumed run uses the same tables). Per seed:
 
 1. latency arm: `prune(target_latency=T)` (its default `"latency"`
-   normalization);
+   normalization), one round without fine-tuning (BatchNorm statistics
+   re-estimated, `prune`'s default); its measured latency ratio is the
+   latency both arms are compared at;
 2. FLOPs arm: `prune(target_flops=f)` (the criterion's default
-   normalization), where f is the largest FLOPs target whose one-shot plan,
-   from the same round-1 scores, has the latency arm's predicted latency
-   (bisection on the latency model): the two arms aim at the same latency;
-3. both arms once without fine-tuning (one round, BatchNorm statistics
-   re-estimated, `prune`'s default) and once with the standard fine-tuning
-   budget of the CIFAR-10 benchmark (4 rounds x 100 steps + 1 final epoch,
-   batch 64, the model's compiled optimizer);
-4. every pruned model is timed against the original (`litert_bench.compare`:
-   interleaved blocks, medians) and tested on all 10,000 test images.
+   normalization), where f is the FLOPs target whose one-shot plan, from the
+   same round-1 scores, measures at the latency arm's ratio (bisection on
+   measured ratios: the predicted latency of off-grid channel counts is too
+   high, see the README);
+3. both arms without fine-tuning and with the standard fine-tuning budget
+   of the CIFAR-10 benchmark (4 rounds x 100 steps + 1 final epoch, batch 64,
+   the model's compiled optimizer), f fixed per seed;
+4. every pruned model is timed against the original in a fresh process
+   (`export/litert_bench.py compare`: 500 interleaved runs each, medians; no
+   TensorFlow thread or tf.data worker of this process competes) and tested
+   on all 10,000 test images.
 
 The training arrays are permuted per seed; the first 64 rows are the seed's
 scoring draw (scoring reads a dataset from its start). Results are saved
@@ -27,7 +31,9 @@ after every run; a rerun skips finished runs.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,11 +45,12 @@ import singe_keras
 from singe_keras import allocation, criteria, latency
 
 from cifar10 import Results, accuracy  # the CIFAR-10 benchmark's results file and top-1
-import latency_target  # its interleaved timing of a pruned model against the original
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import cifar10_data  # noqa: E402
 
+LITERT_BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "export",
+                            "litert_bench.py")
 SCORING_SAMPLES = 64
 BUDGETS = {
     "no_finetuning": {"rounds": 1, "finetune_steps": 0, "final_epochs": 0},
@@ -63,11 +70,38 @@ def latency_model_of(baseline, path):
     return model
 
 
-def flops_target_at(baseline, data, seed, latency_model, target_ms):
-    """The largest FLOPs fraction whose one-shot singe plan is predicted at `target_ms`.
+class Timer:
+    """Times Keras models against the original .tflite file in a fresh process."""
+
+    def __init__(self, baseline, directory):
+        self.converter = latency.LiteRTTimer()
+        self.directory = directory
+        self.original = self._write(baseline, "original")
+
+    def _write(self, model, name):
+        path = os.path.join(self.directory, f"{name}.tflite")
+        with open(path, "wb") as f:
+            f.write(self.converter.convert(model))
+        return path
+
+    def __call__(self, model, runs):
+        output = os.path.join(self.directory, "compare.json")
+        subprocess.run(
+            [sys.executable, LITERT_BENCH, "compare", self.original,
+             self._write(model, "pruned"), "--runs", str(runs), "--warmup", "20",
+             "--json", output],
+            check=True, capture_output=True)
+        with open(output) as f:
+            record = json.load(f)
+        return {"original_ms": record["original"]["median_ms"],
+                "pruned_ms": record["pruned"]["median_ms"], "ratio": record["latency_ratio"]}
+
+
+def flops_target_at(baseline, data, seed, timer, ratio, runs):
+    """The FLOPs fraction whose one-shot singe plan measures at `ratio` of the latency.
 
     The scores are `prune(seed=seed)`'s round-1 scores: the same data and
-    the same random seed (`seed + 1`).
+    the same random seed (`seed + 1`). Bisection on measured ratios.
     """
     graph = singe_keras.trace(baseline)
     criterion = criteria.IntegratedGradients(samples=SCORING_SAMPLES)
@@ -75,19 +109,19 @@ def flops_target_at(baseline, data, seed, latency_model, target_ms):
     relevance = singe_keras.score(graph, data, criterion).flat()
     full_flops = singe_keras.count_flops(graph)
 
-    def predicted_ms(fraction):
+    def measured(fraction):
         plan = allocation.allocate(graph, relevance, fraction * full_flops,
                                    normalization=criterion.normalization)
-        return latency_model.predict(graph, plan)
+        return timer(singe_keras.rebuild(graph, plan), runs)["ratio"]
 
-    low, high = 0.0, 1.0  # predicted_ms(high) > target_ms >= predicted_ms(low)
-    for _ in range(30):
+    low, high = 0.0, 1.0  # measured(high) > ratio >= measured(low)
+    for _ in range(8):
         middle = (low + high) / 2
-        if predicted_ms(middle) <= target_ms:
+        if measured(middle) <= ratio:
             low = middle
         else:
             high = middle
-    return low, predicted_ms(low)
+    return low
 
 
 def main():
@@ -98,6 +132,8 @@ def main():
     parser.add_argument("--budgets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     parser.add_argument("--runs", type=int, default=500,
                         help="timed runs per model for the pruned/original ratio")
+    parser.add_argument("--search-runs", type=int, default=300,
+                        help="timed runs per model in the FLOPs target's bisection")
     parser.add_argument("--output",
                         default="benchmarks/results/latency_accuracy_resnet20.json")
     parser.add_argument("--data", default=cifar10_data.SHARED_DATA)
@@ -112,50 +148,52 @@ def main():
         results.put("baseline", "test_accuracy", accuracy(baseline, *test))
     latency_model = latency_model_of(
         baseline, os.path.splitext(args.output)[0] + "_tables.json")
-    target_ms = args.target * latency_model.predict(singe_keras.trace(baseline))
-    timer = latency.LiteRTTimer()
+    criterion = criteria.IntegratedGradients(samples=SCORING_SAMPLES)
     with tempfile.TemporaryDirectory() as directory:
-        for budget in args.budgets:
+        timer = Timer(baseline, directory)
+
+        def run(arm, budget, seed, data, target):
+            key = f"{budget}/seed{seed}"
+            if results.get(arm, key) is None:
+                started = time.perf_counter()
+                pruned = singe_keras.prune(
+                    baseline, data, **target, **BUDGETS[budget], criterion=criterion,
+                    batch_size=64, seed=seed, verbose=2)
+                seconds = time.perf_counter() - started
+                results.put(arm, key, {
+                    **{k: v for k, v in target.items() if k != "latency_model"},
+                    "test_accuracy": accuracy(pruned, *test),
+                    "flops_ratio": (singe_keras.count_flops(pruned)
+                                    / singe_keras.count_flops(baseline)),
+                    "predicted_ms": latency_model.predict(singe_keras.trace(pruned)),
+                    "measured": timer(pruned, args.runs),
+                    "filters": [layer.filters for layer in pruned.layers
+                                if isinstance(layer, keras.layers.Conv2D)],
+                    "seconds": seconds,
+                    "load_average": os.getloadavg(),
+                })
+            return results.get(arm, key)
+
+        for budget in ("no_finetuning", "standard_finetuning"):
             for seed in args.seeds:
                 order = np.random.default_rng(seed).permutation(len(train[0]))
                 data = (train[0][order], train[1][order])
-                key = f"{budget}/seed{seed}"
+                # The latency arm's one-shot model sets the latency both arms are at.
+                reference = run("latency", "no_finetuning", seed, data, {
+                    "target_latency": args.target, "latency_model": latency_model})
                 if results.get("flops_target", f"seed{seed}") is None:
-                    # The latency arm's one-shot plan sets the latency both arms aim at.
-                    fraction, predicted = flops_target_at(
-                        baseline, (data[0][:SCORING_SAMPLES], data[1][:SCORING_SAMPLES]),
-                        seed, latency_model, target_ms)
+                    ratio = reference["measured"]["ratio"]
                     results.put("flops_target", f"seed{seed}", {
-                        "target_flops": fraction, "predicted_ms": predicted,
-                        "latency_arm_target_ms": target_ms})
+                        "latency_ratio": ratio,
+                        "target_flops": flops_target_at(
+                            baseline, (data[0][:SCORING_SAMPLES], data[1][:SCORING_SAMPLES]),
+                            seed, timer, ratio, args.search_runs)})
+                if budget not in args.budgets:
+                    continue
                 target_flops = results.get("flops_target", f"seed{seed}")["target_flops"]
-                arms = {"latency": {"target_latency": args.target,
-                                    "latency_model": latency_model},
-                        "flops": {"target_flops": target_flops}}
-                for arm, target in arms.items():
-                    if results.get(arm, key) is not None:
-                        continue
-                    started = time.perf_counter()
-                    pruned, report = singe_keras.prune(
-                        baseline, data, **target, **BUDGETS[budget],
-                        criterion=criteria.IntegratedGradients(samples=SCORING_SAMPLES),
-                        batch_size=64, seed=seed, return_report=True, verbose=2,
-                    )
-                    seconds = time.perf_counter() - started
-                    timed = latency_target._compare(timer, baseline, pruned, directory,
-                                                    args.runs)
-                    results.put(arm, key, {
-                        **{k: v for k, v in target.items() if k != "latency_model"},
-                        "test_accuracy": accuracy(pruned, *test),
-                        "flops_ratio": (singe_keras.count_flops(pruned)
-                                        / singe_keras.count_flops(baseline)),
-                        "predicted_ms": latency_model.predict(singe_keras.trace(pruned)),
-                        "measured": timed,
-                        "filters": [layer.filters for layer in pruned.layers
-                                    if isinstance(layer, keras.layers.Conv2D)],
-                        "seconds": seconds,
-                        "load_average": os.getloadavg(),
-                    })
+                run("latency", budget, seed, data, {
+                    "target_latency": args.target, "latency_model": latency_model})
+                run("flops", budget, seed, data, {"target_flops": target_flops})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ work on blocks of channels (the SIMD width). Following HALP (Shen et al.,
 latency of a model is predicted from per-layer lookup tables measured in the
 runtime the model is deployed with:
 
-    latency(plan) = constant + sum over timed layers of table(kept in, kept out)
+    latency(plan) = constant + scale * sum over timed layers of table(kept in, kept out)
 
 A *timed layer* is a layer call with a single input and output whose cost
 depends on pruned channels and that has multiply-accumulates (convolutions,
@@ -15,8 +15,13 @@ Dense). Each is converted alone to .tflite (a *probe*: `keras.Input` and the
 layer with fewer channels, random weights) and timed in LiteRT, with the
 delegate, thread count and precision of deployment. The other layers
 (normalisation, activations, additions, pooling: fused into the convolutions
-or cheap) and the interpreter's own overhead make the constant, calibrated
-so that the prediction for the unpruned model equals its measured latency.
+or cheap) and the interpreter's own overhead make the constant. Layers timed
+alone are not layers in a model (caches, the untimed layers' share of the
+time, kernels whose time a whole model hides): `scale` corrects that. Both
+are calibrated on whole models: the prediction for the unpruned model equals
+its measured latency, and `scale` is fit (least squares through that point)
+to two uniformly thinned models, where every coupling group keeps 1/2 and
+1/4 of its units.
 
 A table is sampled on a grid of channel counts per dimension (multiples of a
 power of two, about 8 points), refined where the latency jumps, and read as a
@@ -50,7 +55,8 @@ import numpy as np
 from singe_keras import export as export_lib
 from singe_keras import graph as graph_lib
 from singe_keras.files import JsonRecord, write_atomically
-from singe_keras.surgery import layer_from_config
+from singe_keras.plan import Plan
+from singe_keras.surgery import layer_from_config, rebuild
 
 FORMAT = "singe_keras.latency/1"
 DELEGATES = ("xnnpack", "none")
@@ -63,6 +69,11 @@ _GRID_POINTS = 8
 # the full layer's (a step may hide inside it).
 _REFINE_JUMP = 0.05
 _CALIBRATION_SAMPLES = 16
+# The thinned models `build` calibrates `scale` on keep these fractions of
+# every group's units; the smallest scale it sets (a layer sum that barely
+# moves whole models still ranks units by their tables).
+_THINNED = (0.5, 0.25)
+_MIN_SCALE = 0.01
 
 
 def _check_choice(name, value, choices):
@@ -249,6 +260,8 @@ class LatencyModel(JsonRecord):
         layers: `{layer path: table key}` of the timed layers.
         constant: ms of everything else, so that the unpruned model's
             prediction equals its measured latency.
+        scale: the factor from the tables' layer latencies to their share of
+            whole models (fit on thinned models; `1.0` for a device's tables).
         runtime: `{"runtime", "delegate", "threads", "precision"}`.
         timer: the timer that measured the tables on this host (measures the
             pruned model after `prune`), or `None` for a device's tables.
@@ -257,12 +270,16 @@ class LatencyModel(JsonRecord):
     (without the timer).
     """
 
-    def __init__(self, tables, layers, constant, runtime, timer=None):
+    def __init__(self, tables, layers, constant, runtime, timer=None, scale=1.0):
         self.tables, self.layers = tables, dict(layers)
         self.constant, self.runtime, self.timer = float(constant), dict(runtime), timer
+        self.scale = float(scale)
 
     def layer_latencies(self, graph, plan=None):
         """`{layer path: predicted ms}` of the timed layers of `graph` under `plan`.
+
+        A layer's predicted share of the model: its table's latency times
+        `scale`.
 
         `graph` may be the traced unpruned model or a pruned one: layers are
         found by path, and counts are the channels `plan` keeps.
@@ -274,7 +291,8 @@ class LatencyModel(JsonRecord):
                 counts = [len(graph.kept_channels(t, kept)) for t in (node.inputs[0],
                                                                       node.outputs[0])]
                 table = self.tables[self.layers[node.path]]
-                latencies[node.path] = latencies.get(node.path, 0.0) + table.latency(*counts)
+                latencies[node.path] = (latencies.get(node.path, 0.0)
+                                        + self.scale * table.latency(*counts))
         return latencies
 
     def predict(self, graph, plan=None):
@@ -306,7 +324,7 @@ class LatencyModel(JsonRecord):
     def to_dict(self):
         return {
             "format": FORMAT, "runtime": self.runtime, "constant_ms": self.constant,
-            "layers": self.layers, "tables": [t.to_dict() for t in self.tables.values()],
+            "scale": self.scale, "layers": self.layers, "tables": [t.to_dict() for t in self.tables.values()],
         }
 
     @classmethod
@@ -314,12 +332,12 @@ class LatencyModel(JsonRecord):
         _check_format(data)
         tables = [LayerTable.from_dict(t) for t in data["tables"]]
         return cls({t.key: t for t in tables}, data["layers"], data["constant_ms"],
-                   data["runtime"])
+                   data["runtime"], scale=data.get("scale", 1.0))
 
     def __repr__(self):
         return (
             f"LatencyModel({len(self.layers)} timed layers, {len(self.tables)} tables, "
-            f"constant {self.constant:.3f} ms, {self.runtime})"
+            f"constant {self.constant:.3f} ms, scale {self.scale:.3f}, {self.runtime})"
         )
 
 
@@ -447,8 +465,10 @@ def build(
     Every timed layer (see the module docstring) gets a table, measured once
     per distinct configuration and reused from `cache_dir` when a table of
     the same layer, input shape and runtime was measured before. The
-    constant is calibrated on the whole model (the median of three timings,
-    one before the tables and two after).
+    constant and the scale are calibrated on whole models (see the module
+    docstring): the unpruned model is timed before the tables and twice
+    after them, and the two thinned models twice, interleaved with it
+    (medians).
 
     Args:
         model: a functional or Sequential `keras.Model` with a fixed input size.
@@ -498,9 +518,8 @@ def build(
             "The model has no layer whose latency depends on prunable channels "
             "(convolutions or Dense layers with a prunable input or output)."
         )
-    # The whole model is timed before and after the tables (twice): the
-    # median of the three is the calibration, less at the mercy of the load
-    # at one moment than a single timing.
+    # The whole models are timed before and after the tables, interleaved:
+    # medians, less at the mercy of the load at one moment than one timing.
     whole = [float(timer(model))]
     tables, layers = {}, {}
     for node, description in timed:
@@ -523,9 +542,41 @@ def build(
         if cached:
             os.makedirs(cache_dir, exist_ok=True)
             write_atomically(cached, json.dumps(tables[key].to_dict()).encode())
-    whole += [float(timer(model)), float(timer(model))]
-    layer_sum = sum(LatencyModel(tables, layers, 0.0, runtime).layer_latencies(graph).values())
-    return LatencyModel(tables, layers, float(np.median(whole)) - layer_sum, runtime, timer)
+    thinned = [_thinned_plan(graph, fraction) for fraction in _THINNED]
+    thinned_models = [rebuild(graph, plan) for plan in thinned]
+    thinned_ms = [[] for _ in thinned]
+    for _ in range(2):
+        whole.append(float(timer(model)))
+        for timings, thinned_model in zip(thinned_ms, thinned_models):
+            timings.append(float(timer(thinned_model)))
+    unscaled = LatencyModel(tables, layers, 0.0, runtime)
+    sums = [unscaled.predict(graph, plan) for plan in [None] + thinned]
+    measured = [np.median(timings) for timings in [whole] + thinned_ms]
+    constant, scale = _calibration(sums, measured)
+    return LatencyModel(tables, layers, constant, runtime, timer, scale)
+
+
+def _thinned_plan(graph, fraction):
+    """Every group keeps `fraction` of its units (a multiple of 4 where it can; >= 1)."""
+    keep = {}
+    for group in graph.groups:
+        count = -(-max(1, round(fraction * group.size)) // _FINEST_STEP) * _FINEST_STEP
+        keep[group.name] = np.arange(min(group.size, count))
+    return Plan(keep, {group.name: group.size for group in graph.groups})
+
+
+def _calibration(sums, measured):
+    """`(constant, scale)`: `measured = constant + scale * sums`, exact at the first point.
+
+    The unpruned model (first) is timed most often; the scale is the least
+    squares slope of the others through it, kept >= `_MIN_SCALE`.
+    """
+    sums, measured = np.asarray(sums, float), np.asarray(measured, float)
+    d_sum, d_measured = sums[1:] - sums[0], measured[1:] - measured[0]
+    squares = float(np.sum(d_sum ** 2))
+    scale = float(np.sum(d_sum * d_measured)) / squares if squares > 0 else 1.0
+    scale = max(scale, _MIN_SCALE)
+    return float(measured[0] - scale * sums[0]), scale
 
 
 def write_probes(model, directory, ignored_layers=None, *, precision="float32"):

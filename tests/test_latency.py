@@ -134,14 +134,72 @@ def test_json_round_trip_and_cache(tmp_path):
     plan = singe_keras.Plan.full(graph).with_kept("a", range(13))
     assert loaded.predict(graph, plan) == pytest.approx(built.predict(graph, plan))
     assert loaded.runtime == built.runtime and loaded.timer is None
-    # Cached: only the whole model is timed again (three times, for the median).
+    # Cached: only the whole models are timed again (the unpruned one three
+    # times, each of the two thinned ones twice, for the medians).
     again = StaircaseTimer(step=8)
     latency.build(model, timer=again, cache_dir=tmp_path)
-    assert again.calls == 3
+    assert again.calls == 3 + 2 * 2
     # Another runtime (threads), another key: measured again.
     other = StaircaseTimer(step=8, runtime={"runtime": "staircase 8", "threads": 2})
     latency.build(model, timer=other, cache_dir=tmp_path)
     assert other.calls == probes
+
+
+class WholeModelsHideLayers(StaircaseTimer):
+    """Whole models (2+ layers with kernels) show `share` of their layers' time.
+
+    Single-layer probes are timed as the staircase says: the tables alone
+    overestimate what pruning saves on whole models.
+    """
+
+    def __init__(self, share, step=8):
+        super().__init__(step)
+        self.share = share
+
+    def __call__(self, model):
+        layers = [layer for layer in model.layers if hasattr(layer, "kernel")]
+        if len(layers) == 1:
+            return super().__call__(model)
+        self.calls += 1
+        return 0.1 + self.share * sum(self.layer_ms(layer) for layer in layers)
+
+
+@pytest.mark.parametrize("share", [0.6, 1.5])
+def test_scale_is_calibrated_on_whole_models(tmp_path, share):
+    model = _staircase_model()
+    graph = singe_keras.trace(model)
+    timer = WholeModelsHideLayers(share)
+    latency_model = latency.build(model, timer=timer, cache_dir=None)
+    # Not exactly `share`: a 2D table is exact on its two sweeps only.
+    assert latency_model.scale == pytest.approx(share, rel=0.05)
+    # On plans other than the calibration's, the scale makes the predictions
+    # of the whole models several times closer than the tables alone.
+    unscaled = latency.LatencyModel(latency_model.tables, latency_model.layers, 0.0,
+                                    latency_model.runtime)
+    full = unscaled.predict(graph)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        plan = singe_keras.Plan.full(graph)
+        for group in graph.groups:
+            plan = plan.with_kept(group.name, range(rng.integers(1, group.size)))
+        measured = timer(singe_keras.rebuild(graph, plan))
+        error = abs(latency_model.predict(graph, plan) - measured)
+        calibrated_on_the_unpruned_only = timer(model) - full + unscaled.predict(graph, plan)
+        assert error < 0.02 * measured
+        assert error < abs(calibrated_on_the_unpruned_only - measured) / 4
+    latency_model.save(tmp_path / "latency.json")
+    loaded = latency.LatencyModel.load(tmp_path / "latency.json")
+    assert loaded.scale == latency_model.scale
+    assert loaded.predict(graph, plan) == pytest.approx(latency_model.predict(graph, plan))
+
+
+def test_whole_models_that_do_not_get_faster_make_a_latency_target_unreachable():
+    model = _staircase_model()
+    latency_model = latency.build(model, timer=WholeModelsHideLayers(0.0), cache_dir=None)
+    assert latency_model.scale == latency._MIN_SCALE
+    with pytest.raises(ValueError, match="cannot be reached"):
+        singe_keras.prune(model, target_latency=0.5, latency_model=latency_model,
+                          criterion="l1", rounds=1, finetune_steps=0, verbose=0)
 
 
 def test_cache_key_depends_on_layer_and_runtime():

