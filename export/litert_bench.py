@@ -532,8 +532,9 @@ def probe(directory, threads: int = 1, xnnpack: bool = True, runs: int = 50,
     """Times every probe file of a `write_probes` folder: the device's latency table.
 
     Reads `manifest.json` (written by `singe_keras.latency.write_probes`),
-    times each probe .tflite file and the whole model (`benchmark`, medians)
-    and returns the record `singe_keras.latency.from_measurements` reads.
+    times each probe .tflite file, the whole model and the thinned models
+    that calibrate the table's scale (`benchmark`, medians) and returns the
+    record `singe_keras.latency.from_measurements` reads.
 
     Args:
         directory: The folder with `manifest.json` and the probe files.
@@ -545,7 +546,8 @@ def probe(directory, threads: int = 1, xnnpack: bool = True, runs: int = 50,
     Returns:
         A dict: `format`, `precision`, `threads`, `delegate`, `layers` (from
         the manifest), `measurements` (one per probe: `table`, `channels`,
-        `file` and the `summarize` statistics), `model_ms` and `runtime`.
+        `file` and the `summarize` statistics), `model_ms`, `thinned` (the
+        manifest's thinned models, each with its `median_ms`) and `runtime`.
 
     Raises:
         FileNotFoundError: If the folder has no `manifest.json` or a probe file
@@ -583,6 +585,8 @@ def probe(directory, threads: int = 1, xnnpack: bool = True, runs: int = 50,
         result = median(entry["file"])
         del result["timings_ms"]
         measurements.append({**entry, **result})
+    thinned = [{**entry, "median_ms": median(entry["file"])["median_ms"]}
+               for entry in manifest.get("thinned", [])]
     runtime = _runtime_record()
     runtime["runtime"] = f"ai-edge-litert {runtime['ai_edge_litert']}"
     return {
@@ -594,6 +598,7 @@ def probe(directory, threads: int = 1, xnnpack: bool = True, runs: int = 50,
         "layers": manifest["layers"],
         "measurements": measurements,
         "model_ms": median(manifest["model"])["median_ms"],
+        "thinned": thinned,
         "runtime": runtime,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -284,15 +284,10 @@ class LatencyModel(JsonRecord):
         `graph` may be the traced unpruned model or a pruned one: layers are
         found by path, and counts are the channels `plan` keeps.
         """
-        kept = np.ones(graph.num_units, bool) if plan is None else plan.mask(graph).astype(bool)
         latencies = {}
-        for node in graph.nodes:
-            if node.path in self.layers:
-                counts = [len(graph.kept_channels(t, kept)) for t in (node.inputs[0],
-                                                                      node.outputs[0])]
-                table = self.tables[self.layers[node.path]]
-                latencies[node.path] = (latencies.get(node.path, 0.0)
-                                        + self.scale * table.latency(*counts))
+        for path, counts in channel_counts(graph, self.layers, plan):
+            latencies[path] = (latencies.get(path, 0.0)
+                               + self.scale * self.tables[self.layers[path]].latency(*counts))
         return latencies
 
     def predict(self, graph, plan=None):
@@ -339,6 +334,14 @@ class LatencyModel(JsonRecord):
             f"LatencyModel({len(self.layers)} timed layers, {len(self.tables)} tables, "
             f"constant {self.constant:.3f} ms, scale {self.scale:.3f}, {self.runtime})"
         )
+
+
+def channel_counts(graph, paths, plan=None):
+    """`[(path, (kept inputs, kept outputs))]` of the layer calls in `paths` under `plan`."""
+    kept = np.ones(graph.num_units, bool) if plan is None else plan.mask(graph).astype(bool)
+    return [(node.path, tuple(len(graph.kept_channels(t, kept))
+                              for t in (node.inputs[0], node.outputs[0])))
+            for node in graph.nodes if node.path in paths]
 
 
 def _check_format(data):
@@ -549,11 +552,16 @@ def build(
         whole.append(float(timer(model)))
         for timings, thinned_model in zip(thinned_ms, thinned_models):
             timings.append(float(timer(thinned_model)))
-    unscaled = LatencyModel(tables, layers, 0.0, runtime)
-    sums = [unscaled.predict(graph, plan) for plan in [None] + thinned]
+    sums = [_layer_sum(tables, layers, channel_counts(graph, layers, plan))
+            for plan in [None] + thinned]
     measured = [np.median(timings) for timings in [whole] + thinned_ms]
     constant, scale = _calibration(sums, measured)
     return LatencyModel(tables, layers, constant, runtime, timer, scale)
+
+
+def _layer_sum(tables, layers, counts):
+    """The unscaled sum of the tables' latencies at `counts` (`channel_counts`)."""
+    return sum(tables[layers[path]].latency(*count) for path, count in counts)
 
 
 def _thinned_plan(graph, fraction):
@@ -582,8 +590,9 @@ def _calibration(sums, measured):
 def write_probes(model, directory, ignored_layers=None, *, precision="float32"):
     """Writes the probe .tflite files of a model, to time them on a device.
 
-    The folder gets one .tflite file per probe (and `model.tflite`, the whole
-    model) and `manifest.json`; copy it to the device and run
+    The folder gets one .tflite file per probe, the whole model
+    (`model.tflite`) and the two thinned models that calibrate the scale
+    (see the module docstring), and `manifest.json`; copy it to the device and run
     `python litert_bench.py probe DIR --threads N --json table.json` there
     (export/README.md), then read the result with `from_measurements`.
     Probes are the coarse grid only (refinement needs timings).
@@ -626,8 +635,16 @@ def write_probes(model, directory, ignored_layers=None, *, precision="float32"):
                              converter.convert(probe(node, inputs, outputs)))
             entries.append({"file": name, "table": key, "channels": [inputs, outputs]})
     write_atomically(os.path.join(directory, "model.tflite"), converter.convert(model))
+    thinned = []
+    for fraction in _THINNED:
+        plan = _thinned_plan(graph, fraction)
+        name = f"model_keep{fraction}.tflite"
+        write_atomically(os.path.join(directory, name),
+                         converter.convert(rebuild(graph, plan)))
+        thinned.append({"file": name, "channels": [
+            [path, *count] for path, count in channel_counts(graph, layers, plan)]})
     manifest = {"format": FORMAT, "precision": precision, "model": "model.tflite",
-                "layers": layers, "probes": entries}
+                "thinned": thinned, "layers": layers, "probes": entries}
     path = os.path.join(directory, "manifest.json")
     write_atomically(path, json.dumps(manifest, indent=1).encode())
     return path
@@ -665,12 +682,16 @@ def from_measurements(path):
         layers[path_name] = key
         if key not in tables:
             tables[key] = LayerTable(key, layer["full"], layer["tied"], points.get(key, {}))
-    full = {k: t.latency(*t.full) for k, t in tables.items()}
-    constant = data["model_ms"] - sum(full[k] for k in layers.values())
+    whole = [(data["model_ms"], [(path, tables[key].full) for path, key in layers.items()])]
+    # Thinned models: timed by toolkits that know them (scale 1 without).
+    whole += [(entry["median_ms"], [(path, (a, b)) for path, a, b in entry["channels"]])
+              for entry in data.get("thinned", [])]
+    constant, scale = _calibration(
+        [_layer_sum(tables, layers, counts) for _, counts in whole], [ms for ms, _ in whole])
     runtime = {"runtime": data["runtime"].get("runtime"), "delegate": data["delegate"],
                "threads": data["threads"], "precision": data["precision"],
                "device": data["runtime"].get("machine")}
-    return LatencyModel(tables, layers, constant, runtime)
+    return LatencyModel(tables, layers, constant, runtime, scale=scale)
 
 
 def target_milliseconds(target_latency, original_ms):
@@ -745,16 +766,21 @@ def get(latency_model, model, ignored_layers=None, verbose=0):
     return build(model, ignored_layers, verbose=verbose, **(latency_model or {}))
 
 
-def measured_record(latency_model, model, predicted, target_ms, stacklevel=3):
+def measured_record(latency_model, model, predicted, target_ms, stacklevel=3, measured=None):
     """A pruned model's prediction next to one measurement (`report.latency`).
 
     Measures `model` once with the latency model's timer (none if the tables
     were measured elsewhere: then `measured_ms` is `None`) and warns, through
-    `check_prediction`, if the prediction is off by more than 10%.
+    `check_prediction`, if the prediction is off by more than 10%. A given
+    `measured` (ms) is used as it is, without a warning: its caller already
+    acted on it.
     """
     record = {"target_ms": float(target_ms), "predicted_ms": predicted, "measured_ms": None,
               "prediction_error": None, "runtime": latency_model.runtime}
-    if latency_model.timer is not None:
+    if measured is not None:
+        record["measured_ms"] = float(measured)
+        record["prediction_error"] = float((predicted - measured) / measured)
+    elif latency_model.timer is not None:
         record["measured_ms"] = latency_model.measure(model)
         record["prediction_error"] = float(
             check_prediction(predicted, record["measured_ms"], stacklevel + 1))

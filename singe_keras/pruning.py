@@ -13,6 +13,7 @@ the last rebuild.
 
 import logging
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -34,6 +35,11 @@ from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
 
 logger = logging.getLogger(__name__)
+
+# The last round's latency budget is corrected on measurements (at most this
+# many times) until the model measures within this fraction of the target.
+_CORRECTIONS = 3
+_LATENCY_TOLERANCE = 0.05
 
 
 def prune(
@@ -288,6 +294,11 @@ def prune(
     else:
         latency_model = None
     original_sizes = {g.name: g.size for g in graph.groups}
+    # The last round's plan is corrected on measurements where this process
+    # can time it and every worker would measure alike (one worker).
+    measured_target = (latency_model is not None and latency_model.timer is not None
+                       and not distribute.is_multi_worker())
+    measured_ms = corrections = None  # the last round's, when it corrects on measurements
 
     settings = {
         "target_flops": max_flops, "target_params": max_params,
@@ -364,13 +375,21 @@ def prune(
         except ValueError as error:
             raise ValueError(f"Round {round_index}/{rounds}: {error}") from error
         scored = time.perf_counter()
-        plan = allocation.allocate(
-            graph, scores.flat(), step_flops, step_params, normalization, min_units, round_to,
-            max_pruning_ratio, original_sizes=original_sizes, max_latency=step_latency,
-            latency_model=latency_model,
-        )
+
+        def allocate(max_latency):
+            return allocation.allocate(
+                graph, scores.flat(), step_flops, step_params, normalization, min_units,
+                round_to, max_pruning_ratio, original_sizes=original_sizes,
+                max_latency=max_latency, latency_model=latency_model,
+            )
+
+        if round_index == rounds and measured_target:
+            plan, current, measured_ms, corrections = _measured_plan(
+                allocate, graph, latency_model, step_latency, verbose)
+        else:
+            plan = allocate(step_latency)
+            current = rebuild(graph, plan)
         report.record_plan(graph, plan)
-        current = rebuild(graph, plan)
         if recalibration_batches and dataset is not None:
             recalibration.recalibrate_on(current, data_lib.input_batches(
                 _round_stream(dataset, round_index, finetune_steps, batch_size, seed),
@@ -405,7 +424,9 @@ def prune(
 
     if latency_model is not None and report.latency is None:
         report.latency = _measured_latency(latency_model, current, report, max_latency,
-                                           verbose)
+                                           verbose, measured_ms)
+        if corrections is not None:
+            report.latency["corrections"] = corrections
     if final_epochs:
         started = time.perf_counter()
         if seed is not None:
@@ -486,10 +507,11 @@ def _named(logs):
     return {k if k.startswith("val_") else f"train_{k}": float(v) for k, v in logs.items()}
 
 
-def _measured_latency(latency_model, model, report, max_latency, verbose):
+def _measured_latency(latency_model, model, report, max_latency, verbose, measured=None):
     """The report's `latency`: the pruned model's prediction next to one measurement."""
     record = latency_lib.measured_record(
-        latency_model, model, report.rounds[-1]["latency_ms"], max_latency, stacklevel=4)
+        latency_model, model, report.rounds[-1]["latency_ms"], max_latency, stacklevel=4,
+        measured=measured)
     if record["measured_ms"] is not None:
         line = (
             f"Latency - predicted {record['predicted_ms']:.3f} ms, measured "
@@ -500,6 +522,53 @@ def _measured_latency(latency_model, model, report, max_latency, verbose):
         if verbose:
             print(line, flush=True)
     return record
+
+
+def _measured_plan(allocate, graph, latency_model, max_latency, verbose):
+    """The last round's plan, corrected until its rebuilt model measures at `max_latency`.
+
+    The tables can be far from the measurement of a strongly pruned model
+    (README, "Pruning to a latency target"), and the allocation seeks out
+    the units whose predicted savings are largest, errors included. So the
+    rebuilt model is measured, and while it misses the target by more than
+    `_LATENCY_TOLERANCE` of it, the allocation's latency budget is scaled by
+    target / measured (at most `_CORRECTIONS` times). The plan kept is the
+    slowest one measured under the target plus the tolerance, else the
+    fastest one (with a warning).
+
+    Returns:
+        `(plan, rebuilt model, trials)`, trials as `report.latency["corrections"]`.
+    """
+    budget, trials = max_latency, []
+    for _ in range(1 + _CORRECTIONS):
+        try:
+            plan = allocate(budget)
+        except ValueError:  # a corrected budget below the smallest reachable model
+            if not trials:
+                raise
+            break
+        model = rebuild(graph, plan)
+        trials.append((latency_model.measure(model), budget, plan, model))
+        if abs(trials[-1][0] - max_latency) <= _LATENCY_TOLERANCE * max_latency:
+            break
+        budget = min(budget * max_latency / trials[-1][0], latency_model.predict(graph))
+    limit = (1 + _LATENCY_TOLERANCE) * max_latency
+    fitting = [trial for trial in trials if trial[0] <= limit]
+    measured, _, plan, model = (max(fitting, key=lambda trial: trial[0]) if fitting
+                                else min(trials, key=lambda trial: trial[0]))
+    if not fitting:
+        warnings.warn(
+            f"The pruned model measures {measured:.3f} ms against a target of "
+            f"{max_latency:.3f} ms after {len(trials) - 1} corrections of the latency "
+            "budget. The machine may be busy, or the target is too close to the "
+            "smallest model: measure again, or lower `target_latency`.", stacklevel=3)
+    corrections = [{"budget_ms": budget, "predicted_ms": latency_model.predict(graph, trial),
+                    "measured_ms": ms} for ms, budget, trial, _ in trials]
+    if verbose and len(trials) > 1:
+        print("Latency budget corrected on measurements: " + ", ".join(
+            f"{c['budget_ms']:.3f} ms budget -> {c['measured_ms']:.3f} ms measured"
+            for c in corrections), flush=True)
+    return plan, model, measured, corrections
 
 
 def _progress(verbose, title, entry, round_flops, original, round_latency=None):

@@ -38,3 +38,23 @@ class StaircaseTimer:
         return OVERHEAD_MS + sum(
             self.layer_ms(layer) for layer in model.layers if hasattr(layer, "kernel")
         )
+
+
+class WholeModelsDiffer(StaircaseTimer):
+    """Whole models (2+ layers with kernels) take `0.1 + share * layers ** power` ms.
+
+    `layers` is the sum of their layers' staircase times; single-layer
+    probes are timed as the staircase says. Tables alone then mispredict
+    what pruning saves on whole models.
+    """
+
+    def __init__(self, share, power=1, step=8):
+        super().__init__(step)
+        self.share, self.power = share, power
+
+    def __call__(self, model):
+        layers = [layer for layer in model.layers if hasattr(layer, "kernel")]
+        if len(layers) == 1:
+            return super().__call__(model)
+        self.calls += 1
+        return 0.1 + self.share * sum(self.layer_ms(layer) for layer in layers) ** self.power

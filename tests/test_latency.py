@@ -8,7 +8,7 @@ import pytest
 
 import singe_keras
 from singe_keras import allocation, latency
-from staircase_timer import MS_PER_BLOCK, OVERHEAD_MS, StaircaseTimer, up
+from staircase_timer import MS_PER_BLOCK, OVERHEAD_MS, StaircaseTimer, WholeModelsDiffer, up
 
 L = keras.layers
 
@@ -145,30 +145,11 @@ def test_json_round_trip_and_cache(tmp_path):
     assert other.calls == probes
 
 
-class WholeModelsHideLayers(StaircaseTimer):
-    """Whole models (2+ layers with kernels) show `share` of their layers' time.
-
-    Single-layer probes are timed as the staircase says: the tables alone
-    overestimate what pruning saves on whole models.
-    """
-
-    def __init__(self, share, step=8):
-        super().__init__(step)
-        self.share = share
-
-    def __call__(self, model):
-        layers = [layer for layer in model.layers if hasattr(layer, "kernel")]
-        if len(layers) == 1:
-            return super().__call__(model)
-        self.calls += 1
-        return 0.1 + self.share * sum(self.layer_ms(layer) for layer in layers)
-
-
 @pytest.mark.parametrize("share", [0.6, 1.5])
 def test_scale_is_calibrated_on_whole_models(tmp_path, share):
     model = _staircase_model()
     graph = singe_keras.trace(model)
-    timer = WholeModelsHideLayers(share)
+    timer = WholeModelsDiffer(share)
     latency_model = latency.build(model, timer=timer, cache_dir=None)
     # Not exactly `share`: a 2D table is exact on its two sweeps only.
     assert latency_model.scale == pytest.approx(share, rel=0.05)
@@ -195,11 +176,30 @@ def test_scale_is_calibrated_on_whole_models(tmp_path, share):
 
 def test_whole_models_that_do_not_get_faster_make_a_latency_target_unreachable():
     model = _staircase_model()
-    latency_model = latency.build(model, timer=WholeModelsHideLayers(0.0), cache_dir=None)
+    latency_model = latency.build(model, timer=WholeModelsDiffer(0.0), cache_dir=None)
     assert latency_model.scale == latency._MIN_SCALE
     with pytest.raises(ValueError, match="cannot be reached"):
         singe_keras.prune(model, target_latency=0.5, latency_model=latency_model,
                           criterion="l1", rounds=1, finetune_steps=0, verbose=0)
+
+
+def test_last_round_is_corrected_until_the_model_measures_at_the_target():
+    # Whole models are a convex function of their layers' time: the scale,
+    # fit on the thinned models, misses the allocation's plan.
+    model = _staircase_model()
+    timer = WholeModelsDiffer(share=3.0, power=2, step=1)
+    latency_model = latency.build(model, timer=timer, cache_dir=None)
+    pruned, report = singe_keras.prune(
+        model, target_latency=0.6, latency_model=latency_model, criterion="l1", rounds=1,
+        finetune_steps=0, return_report=True, verbose=0)
+    target = report.latency["target_ms"]
+    first, *later = report.latency["corrections"]
+    assert first["budget_ms"] == pytest.approx(target)
+    assert abs(first["measured_ms"] - target) > 0.05 * target  # the tables alone miss
+    assert later and later[-1]["budget_ms"] != first["budget_ms"]
+    assert report.latency["measured_ms"] == pytest.approx(timer(pruned))
+    assert abs(timer(pruned) - target) <= 0.05 * target
+    assert report.rounds[-1]["latency_ms"] == report.latency["predicted_ms"]
 
 
 def test_cache_key_depends_on_layer_and_runtime():
@@ -241,12 +241,27 @@ def test_device_table_from_the_toolkit_is_read(tmp_path):
     assert latency_model.timer is None and latency_model.runtime["threads"] == 1
     graph = singe_keras.trace(model)
     assert latency_model.predict(graph) == pytest.approx(record["model_ms"])
+    # The thinned models the scale is calibrated on: conv keeps 4 of 8 in both.
+    assert [m["file"] for m in record["thinned"]] == [
+        "model_keep0.5.tflite", "model_keep0.25.tflite"]
+    assert all(sorted(m["channels"]) == [["conv", 3, 4], ["logits", 4, 3]]
+               and m["median_ms"] > 0 for m in record["thinned"])
     smaller = singe_keras.Plan.full(graph).with_kept("conv", range(4))
     conv = latency_model.tables[latency_model.layers["conv"]]
     dense = latency_model.tables[latency_model.layers["logits"]]
+    saving = (conv.latency(3, 8) - conv.latency(3, 4)
+              + dense.latency(8, 3) - dense.latency(4, 3))
     assert latency_model.predict(graph, smaller) == pytest.approx(
-        record["model_ms"] - conv.latency(3, 8) + conv.latency(3, 4)
-        - dense.latency(8, 3) + dense.latency(4, 3))
+        record["model_ms"] - latency_model.scale * saving)
+    # A device where the thinned models save 0.7 of what the tables say,
+    # and a toolkit that timed no thinned model (scale 1).
+    for entry in record["thinned"]:
+        entry["median_ms"] = record["model_ms"] - 0.7 * saving
+    (tmp_path / "scaled.json").write_text(json.dumps(record))
+    assert latency.from_measurements(tmp_path / "scaled.json").scale == pytest.approx(0.7)
+    del record["thinned"]
+    (tmp_path / "older.json").write_text(json.dumps(record))
+    assert latency.from_measurements(tmp_path / "older.json").scale == 1.0
 
 
 @pytest.mark.parametrize("target", [0, -0.5, 1.5, "fast", "0ms", "-1ms", "nanms", True, None])
