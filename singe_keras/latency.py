@@ -48,6 +48,7 @@ import os
 import tempfile
 import time
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -103,7 +104,9 @@ class LiteRTTimer:
     (`from_keras_model`; `"int8"` is full-integer quantization calibrated on
     random normal inputs, enough for timing), loaded in ai-edge-litert's
     `Interpreter` with `threads` threads and the XNNPACK delegate (or none),
-    run `warmup` times, then timed over `runs` invocations.
+    run `warmup` times, then timed over `runs` invocations, in a new
+    interpreter each call. A model timed again is not converted again (the
+    timer keeps its .tflite bytes while the model lives).
 
     Args:
         threads: CPU threads of the interpreter. Defaults to `1`.
@@ -133,6 +136,7 @@ class LiteRTTimer:
             raise ValueError(f"`warmup` must be an integer >= 0. Received: warmup={warmup!r}")
         self.threads, self.delegate, self.precision = threads, delegate, precision
         self.runs, self.warmup = runs, warmup
+        self._converted = weakref.WeakKeyDictionary()  # a model timed again: converted once
 
     @property
     def runtime(self):
@@ -180,8 +184,10 @@ class LiteRTTimer:
     def __call__(self, model):
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "probe.tflite")
+            if model not in self._converted:
+                self._converted[model] = self.convert(model)
             with open(path, "wb") as f:
-                f.write(self.convert(model))
+                f.write(self._converted[model])
             return self.time_file(path)
 
 

@@ -385,7 +385,7 @@ def prune(
 
         if round_index == rounds and measured_target:
             plan, current, measured_ms, corrections = _measured_plan(
-                allocate, graph, latency_model, step_latency, verbose)
+                allocate, graph, latency_model, step_latency, model, original_ms, verbose)
         else:
             plan = allocate(step_latency)
             current = rebuild(graph, plan)
@@ -524,21 +524,26 @@ def _measured_latency(latency_model, model, report, max_latency, verbose, measur
     return record
 
 
-def _measured_plan(allocate, graph, latency_model, max_latency, verbose):
+def _measured_plan(allocate, graph, latency_model, max_latency, original, original_ms,
+                   verbose):
     """The last round's plan, corrected until its rebuilt model measures at `max_latency`.
 
     The tables can be far from the measurement of a strongly pruned model
     (README, "Pruning to a latency target"), and the allocation seeks out
     the units whose predicted savings are largest, errors included. So the
-    rebuilt model is measured, and while it misses the target by more than
-    `_LATENCY_TOLERANCE` of it, the allocation's latency budget is scaled by
-    target / measured (at most `_CORRECTIONS` times). The plan kept is the
-    slowest one measured under the target plus the tolerance, else the
-    fastest one (with a warning).
+    rebuilt model is timed against the `original` model (alternately, three
+    times each: load and drift fall on both), and while the ratio misses
+    the target's ratio to `original_ms` by more than `_LATENCY_TOLERANCE` of
+    it, the allocation's latency budget is scaled by target / measured (at
+    most `_CORRECTIONS` times). The plan kept is the slowest one measured
+    under the target plus the tolerance, else the fastest one (with a
+    warning).
 
     Returns:
-        `(plan, rebuilt model, trials)`, trials as `report.latency["corrections"]`.
+        `(plan, rebuilt model, its measured ms, trials)`, the trials as
+        `report.latency["corrections"]`.
     """
+    target = max_latency / original_ms
     budget, trials = max_latency, []
     for _ in range(1 + _CORRECTIONS):
         try:
@@ -548,27 +553,31 @@ def _measured_plan(allocate, graph, latency_model, max_latency, verbose):
                 raise
             break
         model = rebuild(graph, plan)
-        trials.append((latency_model.measure(model), budget, plan, model))
-        if abs(trials[-1][0] - max_latency) <= _LATENCY_TOLERANCE * max_latency:
+        timings = np.array([(latency_model.measure(original), latency_model.measure(model))
+                            for _ in range(3)])
+        ratio = float(np.median(timings[:, 1]) / np.median(timings[:, 0]))
+        trials.append({"budget_ms": budget, "predicted_ms": latency_model.predict(graph, plan),
+                       "measured_ms": float(np.median(timings[:, 1])),
+                       "measured_ratio": ratio, "plan": plan, "model": model})
+        if abs(ratio - target) <= _LATENCY_TOLERANCE * target:
             break
-        budget = min(budget * max_latency / trials[-1][0], latency_model.predict(graph))
-    limit = (1 + _LATENCY_TOLERANCE) * max_latency
-    fitting = [trial for trial in trials if trial[0] <= limit]
-    measured, _, plan, model = (max(fitting, key=lambda trial: trial[0]) if fitting
-                                else min(trials, key=lambda trial: trial[0]))
+        budget = min(budget * target / ratio, latency_model.predict(graph))
+    fitting = [t for t in trials if t["measured_ratio"] <= (1 + _LATENCY_TOLERANCE) * target]
+    best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
+            else min(trials, key=lambda t: t["measured_ratio"]))
     if not fitting:
         warnings.warn(
-            f"The pruned model measures {measured:.3f} ms against a target of "
-            f"{max_latency:.3f} ms after {len(trials) - 1} corrections of the latency "
-            "budget. The machine may be busy, or the target is too close to the "
-            "smallest model: measure again, or lower `target_latency`.", stacklevel=3)
-    corrections = [{"budget_ms": budget, "predicted_ms": latency_model.predict(graph, trial),
-                    "measured_ms": ms} for ms, budget, trial, _ in trials]
+            f"The pruned model measures {best['measured_ratio']:.3f} of the unpruned "
+            f"model's latency against a target of {target:.3f}, after "
+            f"{len(trials) - 1} corrections of the latency budget. The machine may be "
+            "busy, or the target is too close to the smallest model: measure again, "
+            "or lower `target_latency`.", stacklevel=3)
+    corrections = [{k: v for k, v in t.items() if k not in ("plan", "model")} for t in trials]
     if verbose and len(trials) > 1:
         print("Latency budget corrected on measurements: " + ", ".join(
-            f"{c['budget_ms']:.3f} ms budget -> {c['measured_ms']:.3f} ms measured"
-            for c in corrections), flush=True)
-    return plan, model, measured, corrections
+            f"{t['budget_ms']:.3f} ms budget -> {t['measured_ratio']:.3f} of the unpruned "
+            "latency measured" for t in corrections) + f" (target {target:.3f})", flush=True)
+    return best["plan"], best["model"], best["measured_ms"], corrections
 
 
 def _progress(verbose, title, entry, round_flops, original, round_latency=None):
