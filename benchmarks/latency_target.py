@@ -95,7 +95,7 @@ def run(name, precision, args, calibration):
         "model": name, "precision": precision, "plan_step": args.plan_step,
         "table_build_seconds": build_seconds, "probes": probes,
         "tables": len(latency_model.tables), "timed_layers": len(latency_model.layers),
-        "constant_ms": latency_model.constant,
+        "constant_ms": latency_model.constant, "scale": latency_model.scale,
         "smallest_plan_predicted_ms": latency_model.predict(
             graph, singe_keras.allocation._smallest_plan(graph, 1, 1, None)),
     }
