@@ -318,7 +318,8 @@ def _runs_with_xnnpack(path):
         warnings.warn(
             "LiteRT's default CPU delegate (XNNPACK) cannot run this file "
             f"({error}); the plain LiteRT kernels can, more slowly. It was seen "
-            "with layers pruned to 1 channel: a larger `min_units` avoids them.",
+            "with layers pruned to 1 channel (float32) and to 2 (int8): a larger "
+            "`min_units` avoids them.",
             stacklevel=3,
         )
         return False
