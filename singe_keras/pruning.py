@@ -107,11 +107,13 @@ def prune(
             measured in the runtime, see `singe_keras.latency`). Units are
             then ranked by relevance per millisecond saved
             (`normalization="latency"` unless another is given), and channel
-            counts settle on the cheap side of the runtime's steps. After the
-            last round the pruned model is measured once (when the tables
-            were measured on this host): the report's `latency` holds the
-            prediction next to the measurement, and a prediction more than
-            10% off warns. Combinable with the other targets.
+            counts settle on the cheap side of the runtime's steps. When the
+            tables were measured on this host (and on one worker), the last
+            round's plan is timed against the unpruned model and its latency
+            budget corrected until it measures within 5% of the target (at
+            most 3 times; a warning if it never does): the report's
+            `latency` holds the prediction, the measurement and the trials.
+            Combinable with the other targets.
             Defaults to `None`.
         latency_model: for `target_latency`: a `LatencyModel`
             (`singe_keras.latency.build`, or `from_measurements` for tables

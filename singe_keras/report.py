@@ -28,8 +28,9 @@ class PruningReport(JsonRecord):
             `"latency_ms"` with `target_latency`.
         latency: with `target_latency`, `{"target_ms", "predicted_ms",
             "measured_ms", "prediction_error", "runtime"}` of the pruned
-            model (measured once after the last round; `None` values for
-            tables measured on another device), else `None`.
+            model (`None` measurements for tables measured on another
+            device), and `"corrections"`, the last round's timed trials,
+            when `prune` corrected its plan on measurements; else `None`.
     """
 
     def __init__(self, original: dict, layers: dict, rounds: list | tuple = (),
