@@ -325,7 +325,8 @@ class LatencyModel(JsonRecord):
     def to_dict(self):
         return {
             "format": FORMAT, "runtime": self.runtime, "constant_ms": self.constant,
-            "scale": self.scale, "layers": self.layers, "tables": [t.to_dict() for t in self.tables.values()],
+            "scale": self.scale, "layers": self.layers,
+            "tables": [t.to_dict() for t in self.tables.values()],
         }
 
     @classmethod
