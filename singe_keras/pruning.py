@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 # The last round's latency budget is corrected on measurements (at most this
 # many times) until the model measures within this fraction of the target.
-_CORRECTIONS = 3
+_CORRECTIONS = 5
 _LATENCY_TOLERANCE = 0.05
 
 
@@ -111,7 +111,7 @@ def prune(
             tables were measured on this host (and on one worker), the last
             round's plan is timed against the unpruned model and its latency
             budget corrected until it measures within 5% of the target (at
-            most 3 times; a warning if it never does): the report's
+            most 5 times; a warning if it never does): the report's
             `latency` holds the prediction, the measurement and the trials.
             Combinable with the other targets.
             Defaults to `None`.
@@ -536,7 +536,7 @@ def _measured_plan(allocate, graph, latency_model, max_latency, original, origin
     rebuilt model is timed against the `original` model (alternately, three
     times each: load and drift fall on both), and while the ratio misses
     the target's ratio to `original_ms` by more than `_LATENCY_TOLERANCE` of
-    it, the allocation's latency budget is scaled by target / measured (at
+    it, the allocation's latency budget is corrected (`_next_budget`, at
     most `_CORRECTIONS` times). The plan kept is the slowest one measured
     under the target plus the tolerance, else the fastest one (with a
     warning).
@@ -563,7 +563,7 @@ def _measured_plan(allocate, graph, latency_model, max_latency, original, origin
                        "measured_ratio": ratio, "plan": plan, "model": model})
         if abs(ratio - target) <= _LATENCY_TOLERANCE * target:
             break
-        budget = min(budget * target / ratio, latency_model.predict(graph))
+        budget = min(_next_budget(trials, target), latency_model.predict(graph))
     fitting = [t for t in trials if t["measured_ratio"] <= (1 + _LATENCY_TOLERANCE) * target]
     best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
             else min(trials, key=lambda t: t["measured_ratio"]))
@@ -580,6 +580,23 @@ def _measured_plan(allocate, graph, latency_model, max_latency, original, origin
             f"{t['budget_ms']:.3f} ms budget -> {t['measured_ratio']:.3f} of the unpruned "
             "latency measured" for t in corrections) + f" (target {target:.3f})", flush=True)
     return best["plan"], best["model"], best["measured_ms"], corrections
+
+
+def _next_budget(trials, target):
+    """The next latency budget: the last one scaled by target / measured, kept in the bracket.
+
+    Plans change by jumps with the budget, and their measurements are noisy:
+    a scaled budget outside the bracket of the trials so far (the largest
+    budget that measured under the target, the smallest that measured over
+    it) is replaced by the bracket's middle.
+    """
+    last = trials[-1]
+    proposal = last["budget_ms"] * target / last["measured_ratio"]
+    under = [t["budget_ms"] for t in trials if t["measured_ratio"] <= target]
+    over = [t["budget_ms"] for t in trials if t["measured_ratio"] > target]
+    if under and over and not max(under) < proposal < min(over):
+        return (max(under) + min(over)) / 2
+    return proposal
 
 
 def _progress(verbose, title, entry, round_flops, original, round_latency=None):

@@ -618,3 +618,17 @@ def test_a_model_measured_slower_than_predicted_is_corrected_or_warns():
         singe_keras.prune(model, target_latency=0.5, latency_model=latency_model,
                           criterion="l1", rounds=1, finetune_steps=0, verbose=0)
     assert [w.filename for w in record if "against a target" in str(w.message)] == [__file__]
+
+
+def test_latency_budget_corrections_stay_in_the_bracket_of_the_trials():
+    from singe_keras.pruning import _next_budget
+
+    def trial(budget, ratio):
+        return {"budget_ms": budget, "measured_ratio": ratio}
+
+    # One trial: the budget scaled by target / measured.
+    assert _next_budget([trial(1.0, 0.4)], 0.5) == pytest.approx(1.25)
+    # Scaled past a budget that measured over the target: the bracket's middle.
+    assert _next_budget([trial(1.0, 0.6), trial(0.8, 0.3)], 0.5) == pytest.approx(0.9)
+    # Inside the bracket: the scaled budget.
+    assert _next_budget([trial(1.0, 0.6), trial(0.8, 0.45)], 0.5) == pytest.approx(0.8 / 0.9)
