@@ -13,7 +13,6 @@ when every layer is thinner, no allocation can meet a latency target there.
 
 import argparse
 import os
-import sys
 import tempfile
 
 import numpy as np
@@ -22,10 +21,7 @@ import results_io
 import singe_keras
 from singe_keras import latency
 
-import latency_target  # the models of the latency benchmark
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "export"))
-import litert_bench  # noqa: E402  (the device-side toolkit, not a package)
+import latency_target  # the models and the interleaved timing of the latency benchmark
 
 
 def _uniform_plan(graph, fraction):
@@ -37,33 +33,26 @@ def run(name, precision, args, directory):
     model = latency_target._model(name, args)
     graph = singe_keras.trace(model)
     timer = latency.LiteRTTimer(precision=precision)
-    original = os.path.join(directory, f"{name}_{precision}_original.tflite")
-    with open(original, "wb") as f:
-        f.write(timer.convert(model))
+    directory = os.path.join(directory, f"{name}_{precision}")  # its own original file
+    os.makedirs(directory)
     rows = []
     for fraction in args.fractions:
         plan = _uniform_plan(graph, fraction)
-        path = os.path.join(directory, f"{name}_{precision}_{fraction}.tflite")
-        with open(path, "wb") as f:
-            f.write(timer.convert(singe_keras.rebuild(graph, plan)))
         rows.append({
             "fraction": fraction,
             "flops_ratio": singe_keras.count_flops(graph, plan) / singe_keras.count_flops(graph),
         })
         try:
-            result = litert_bench.compare(litert_bench.load(original), litert_bench.load(path),
-                                          runs=args.runs, warmup=20)
+            timed = latency_target._compare(timer, model, singe_keras.rebuild(graph, plan),
+                                            directory, args.runs)
         except ValueError as error:  # a file XNNPACK cannot prepare: recorded
             rows[-1]["error"] = str(error)
             print(f"{name} {precision} keep {fraction:.3f}: {error}", flush=True)
             continue
-        rows[-1].update({
-            "original_ms": result["original"]["median_ms"],
-            "thinned_ms": result["pruned"]["median_ms"],
-            "latency_ratio": result["latency_ratio"],
-        })
+        rows[-1].update({"original_ms": timed["original_ms"], "thinned_ms": timed["pruned_ms"],
+                         "latency_ratio": timed["ratio"]})
         print(f"{name} {precision} keep {fraction:.3f}: FLOPs ratio "
-              f"{rows[-1]['flops_ratio']:.3f}, latency ratio {result['latency_ratio']:.3f}",
+              f"{rows[-1]['flops_ratio']:.3f}, latency ratio {timed['ratio']:.3f}",
               flush=True)
     return {"model": name, "precision": precision, "widths": rows}
 
