@@ -546,6 +546,7 @@ def _measured_plan(allocate, graph, latency_model, max_latency, original, origin
         `report.latency["corrections"]`.
     """
     target = max_latency / original_ms
+    round_ms = latency_model.predict(graph)  # this round's model: a larger budget prunes nothing
     budget, trials = max_latency, []
     for _ in range(1 + _CORRECTIONS):
         try:
@@ -563,7 +564,7 @@ def _measured_plan(allocate, graph, latency_model, max_latency, original, origin
                        "measured_ratio": ratio, "plan": plan, "model": model})
         if abs(ratio - target) <= _LATENCY_TOLERANCE * target:
             break
-        budget = min(_next_budget(trials, target), latency_model.predict(graph))
+        budget = min(_next_budget(trials, target), round_ms)
     fitting = [t for t in trials if t["measured_ratio"] <= (1 + _LATENCY_TOLERANCE) * target]
     best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
             else min(trials, key=lambda t: t["measured_ratio"]))
