@@ -50,7 +50,11 @@ BATCH = 64
 
 
 class Results:
-    """The results JSON, rewritten atomically after every cell."""
+    """The results JSON, rewritten atomically after every cell.
+
+    Its `runs` list every invocation that wrote cells, as command and commit,
+    in order (a file from before the list starts it with its last writer).
+    """
 
     def __init__(self, path):
         self.path = path
@@ -58,14 +62,24 @@ class Results:
         if os.path.exists(path):
             with open(path) as f:
                 self.data = json.load(f)
+        if "runs" not in self.data:
+            earlier = self.data.get("environment")
+            self.data["runs"] = [_run_of(earlier)] if earlier else []
+        self.run = _run_of(results_io.environment())
 
     def get(self, part, key):
         return self.data.get(part, {}).get(key)
 
     def put(self, part, key, value):
+        if self.run not in self.data["runs"]:
+            self.data["runs"].append(self.run)
         self.data.setdefault(part, {})[key] = value
         results_io.save({k: v for k, v in self.data.items() if k != "environment"}, self.path)
         print(f"[{part}] {key}: {json.dumps(value)}", flush=True)
+
+
+def _run_of(environment):
+    return {k: environment[k] for k in ("command", "git_commit")}
 
 
 def accuracy(model, x, y):

@@ -122,7 +122,8 @@ def main():
     sections = [
         "# CIFAR-10 ResNet-20: SInGE against the baselines",
         "Runs: " + "; ".join(
-            f"`{run['command']}` (commit `{run['git_commit'][:10]}`): {run['produced']}"
+            f"`{run['command']}` (commit `{run['git_commit'][:10]}`)"
+            + (f": {run['produced']}" if "produced" in run else "")
             for run in results.get("runs", [])
         ) + f". Machine: {results['environment']['machine']}; TensorFlow "
         f"{results['environment']['tensorflow']}, Keras {results['environment']['keras']}.",

@@ -87,19 +87,6 @@ def main():
     output = args.output or os.path.join(
         os.path.dirname(__file__), "results", f"criteria_grid_{args.model}.json")
     results = Results(output)
-    import results_io
-
-    # Every invocation that wrote cells (a file from before this list: its first).
-    def run_of(environment):
-        return {k: environment[k] for k in ("command", "git_commit")}
-
-    runs = results.data.get("runs")
-    if runs is None:
-        runs = [run_of(results.data["environment"])] if "environment" in results.data else []
-    run = run_of(results_io.environment())
-    if run not in runs:
-        runs.append(run)
-    results.data["runs"] = runs
     print("decoding CIFAR-10 ...", flush=True)
     train = cifar10_data.load_split(args.data, "train")
     x_test, y_test = cifar10_data.load_split(args.data, "test", EVAL_SUBSET)

@@ -32,6 +32,12 @@ def summary(values):
     return f"{values.mean():.1f} ± {values.std():.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
+def run_lines(results):
+    """A Markdown list of the invocations that wrote the results (cifar10.Results)."""
+    return [f"- `{run['command']}` (commit {run['git_commit'][:7]})"
+            for run in results.get("runs", [results["environment"]])]
+
+
 def report(results):
     table, seconds = cells(results)
     criteria = list(dict.fromkeys(c for c, _, _ in table))
@@ -46,8 +52,7 @@ def report(results):
         "mean ± std over 3 draws of 64 scoring images (data-free criteria: one value). "
         "Runs (`cd benchmarks`, then):",
         "",
-    ] + [f"- `{run['command']}` (commit {run['git_commit'][:7]})" for run in results.get(
-        "runs", [results["environment"]])] + [
+    ] + run_lines(results) + [
         "",
         "## Each criterion at its best normalization",
         "",

@@ -12,7 +12,10 @@ is at the end of its schedule, 5e-4). Rows:
 - singe with and without BatchNorm re-estimation (`recalibration_batches` 20
   or 0) and with and without distillation from the unpruned model;
 - taylor and l1 with the full recovery (re-estimation and distillation);
-- label-free singe: inputs only, so scoring and fine-tuning are distillation.
+- label-free singe: inputs only, so scoring and fine-tuning are distillation;
+- singe with the full recovery and the "flops" allocation normalization, its
+  best one-shot on this model (criteria_grid_resnet20_long.md; every other row
+  uses its criterion's default, "mean", which is also l1's best there).
 
 Gradient criteria score 64 training images per round. Each seed changes
 the data order (so the scoring images) and Keras's seeds. Top-1 on all
@@ -35,15 +38,17 @@ import cifar10_data  # noqa: E402
 LONG_MODEL = os.path.join(cifar10_data.SHARED, "models", "resnet20_cifar10_long.keras")
 LEARNING_RATE = 0.01
 SCORING_SAMPLES = 64
-# row: (criterion, BatchNorm re-estimation, distillation, labels)
+# row: (criterion, BatchNorm re-estimation, distillation, labels, normalization;
+# None is the criterion's default)
 ROWS = {
-    "singe_bn_kd": ("singe", True, True, True),
-    "taylor_bn_kd": ("taylor", True, True, True),
-    "l1_bn_kd": ("l1", True, True, True),
-    "singe_bn": ("singe", True, False, True),
-    "singe_kd": ("singe", False, True, True),
-    "singe": ("singe", False, False, True),
-    "singe_label_free_kd": ("singe", True, True, False),
+    "singe_bn_kd": ("singe", True, True, True, None),
+    "taylor_bn_kd": ("taylor", True, True, True, None),
+    "l1_bn_kd": ("l1", True, True, True, None),
+    "singe_bn": ("singe", True, False, True, None),
+    "singe_kd": ("singe", False, True, True, None),
+    "singe": ("singe", False, False, True, None),
+    "singe_label_free_kd": ("singe", True, True, False, None),
+    "singe_flops_bn_kd": ("singe", True, True, True, "flops"),
 }
 
 
@@ -108,18 +113,20 @@ def main():
                     "seconds": time.perf_counter() - started})
                 continue
             row, target = key.split("/")[0], float(key.split("/")[1][len("flops"):])
-            name, recalibrate, distill, labels = ROWS[row]
+            name, recalibrate, distill, labels, normalization = ROWS[row]
             criterion = criteria.get(criterion_config(name, seed))
             pruned, report = singe_keras.prune(
                 baseline, data if labels else data.map(lambda x, y: x),
-                target_flops=target, criterion=criterion, rounds=ROUNDS,
+                target_flops=target, criterion=criterion, normalization=normalization,
+                rounds=ROUNDS,
                 finetune_steps=FINETUNE_STEPS, final_epochs=FINAL_EPOCHS, batch_size=BATCH,
                 optimizer=optimizer(), recalibration_batches=20 if recalibrate else 0,
                 distillation=True if distill else None, seed=seed, verbose=1,
                 return_report=True,
             )
-            results.put("recovery", key, pruned_record(pruned, report, baseline, criterion,
-                                                       test, started))
+            record = pruned_record(pruned, report, baseline, criterion, test, started)
+            record["normalization"] = normalization or criterion.normalization
+            results.put("recovery", key, record)
 
 
 if __name__ == "__main__":

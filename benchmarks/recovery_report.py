@@ -16,10 +16,11 @@ from recovery import ROWS
 
 
 def description(row):
-    name, recalibrate, distill, labels = ROWS[row]
+    name, recalibrate, distill, labels, normalization = ROWS[row]
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation", distill)) if on]
-    return ", ".join([name] + ([] if labels else ["label-free (inputs only)"])
+    return ", ".join([name] + ([f'"{normalization}" normalization'] if normalization else [])
+                     + ([] if labels else ["label-free (inputs only)"])
                      + (recovery or ["neither BN re-estimation nor distillation"]))
 
 
@@ -34,7 +35,6 @@ def report(results):
         cells[parts[0], target][parts[-1]] = value["test_accuracy"]
     control = cells.get(("control", "control"), {})
     targets = sorted({t for _, t in cells if t != "control"}, key=float, reverse=True)
-    environment = results["environment"]
     lines = [
         "# Accuracy recovery: ResNet-20 (30 epochs, 85.1%) pruned and fine-tuned",
         "",
@@ -44,8 +44,9 @@ def report(results):
         "Mean ± std over the seeds that finished (n); per-seed values after n; "
         "gap = mean - the control's mean.",
         "",
-        f"Command (`cd benchmarks`): `{environment['command']}` "
-        f"(commit {environment['git_commit'][:7]})",
+        "Runs (`cd benchmarks`, then):",
+        "",
+        *criteria_grid_report.run_lines(results),
         "",
         "| row | " + " | ".join(f"{float(t):.0%} FLOPs | gap" for t in targets) + " |",
         "|---" * (2 * len(targets) + 1) + "|",
