@@ -164,8 +164,8 @@ class IntegratedGradients(Criterion):
             `steps`, `samples` and the data's own batch size. The scores do
             not depend on it (up to float round-off). `None` fits a pass in
             about 2 GiB, estimated from the sizes of the model's layer
-            outputs (at most 256 rows; 16 if the model's shapes are not
-            fixed). Under a `tf.distribute` strategy, rows per replica: a
+            outputs and attention scores (at most 256 rows; 16 if the
+            model's shapes are not fixed). Under a `tf.distribute` strategy, rows per replica: a
             pass splits its samples over the replicas. Defaults to `None`.
         rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
             Defaults to `"midpoint"`.
@@ -349,7 +349,8 @@ def pass_rows(graph):
     """The rows of a gradient pass that fit in about 2 GiB of activations (1 to 256).
 
     Estimated from the values one sample makes in the model's layer outputs
-    (`CouplingGraph.values_per_sample`); 16 if those sizes are not fixed.
+    and attention scores (`CouplingGraph.values_per_sample`); 16 if those
+    sizes are not fixed.
     """
     values = graph.values_per_sample()
     if values is None:

@@ -633,16 +633,16 @@ class CouplingGraph:
         )
 
     def values_per_sample(self) -> int | None:
-        """Values one sample makes in all traced layer outputs (`None` if unknown).
+        """Values one sample makes in the traced calls' activations (`None` if unknown).
 
         The size of a forward pass's activations per example: what a
-        gradient pass holds in memory, up to a small factor. `None` if an
-        output has a dimension other than the batch that is not fixed.
+        gradient pass holds in memory, up to a small factor. Each call's
+        handler counts them (`LayerHandler.activation_values`): its outputs,
+        and an attention's scores. `None` if a dimension other than the
+        batch is not fixed.
         """
-        sizes = [s[1:] for node in self.nodes for s in node.call.output_shapes]
-        if any(d is None for size in sizes for d in size):
-            return None
-        return sum(int(np.prod(size)) for size in sizes)
+        values = [node.handler.activation_values(node.layer, node.call) for node in self.nodes]
+        return None if None in values else int(sum(values))
 
     def layer_nodes(self) -> list:
         """The first traced call of every layer: a shared layer counts once."""

@@ -118,6 +118,20 @@ class LayerHandler:
         """
         return ()
 
+    def activation_values(self, layer: keras.Operation, call: LayerCall) -> int | None:
+        """Values one sample makes in this call's activations (`None` if unknown).
+
+        What a gradient pass holds for the call, up to a small factor; it
+        sizes automatic scoring passes (`CouplingGraph.values_per_sample`).
+        Defaults to the outputs' sizes; a layer that makes large tensors of
+        its own inside the call (an attention's scores) counts them too.
+        `None` if a dimension other than the batch is not fixed.
+        """
+        sizes = [shape[1:] for shape in call.output_shapes]
+        if any(d is None for size in sizes for d in size):
+            return None
+        return sum(math.prod(size) for size in sizes)
+
     def gated_call(self, layer: keras.Operation, gates: list, *args, **kwargs):
         """Calls `layer` with its hidden units scaled by `gates`.
 
@@ -1193,11 +1207,7 @@ class MultiHeadAttentionHandler(LayerHandler):
         return sliced
 
     def macs(self, layer, call):
-        shapes = fill_arguments(call.arguments, call.input_shapes)
-        shapes = _bind_arguments(("query", "value", "key"), shapes)
-        query, value = shapes["query"], shapes["value"]
-        key = shapes.get("key") or value
-        heads = call.hidden_sizes[0] if call.hidden_sizes else layer.num_heads
+        query, key, value, heads = self._shapes(layer, call)
         key_dim, value_dim = layer.key_dim, layer.value_dim
         target, source = _spatial_size(query), _spatial_size(value)
         projections = (
@@ -1207,6 +1217,30 @@ class MultiHeadAttentionHandler(LayerHandler):
             + target * heads * value_dim * math.prod(call.output_shapes[0][len(query) - 1:])
         )
         return projections + heads * target * source * (key_dim + value_dim)
+
+    def activation_values(self, layer, call):
+        # The output, and inside the call: the projected queries, keys and
+        # values, the scores and their softmax (heads x target x source, the
+        # largest in a transformer), and the heads' outputs.
+        output = super().activation_values(layer, call)
+        query, _, value, heads = self._shapes(layer, call)
+        if output is None or any(d is None for d in query[1:] + value[1:]):
+            return None
+        target, source = _spatial_size(query), _spatial_size(value)
+        key_dim, value_dim = layer.key_dim, layer.value_dim
+        return output + heads * (
+            target * key_dim + source * (key_dim + value_dim)
+            + 2 * target * source + target * value_dim
+        )
+
+    @staticmethod
+    def _shapes(layer, call):
+        """The query, key and value shapes of a call, and its number of heads."""
+        shapes = fill_arguments(call.arguments, call.input_shapes)
+        shapes = _bind_arguments(("query", "value", "key"), shapes)
+        query, value = shapes["query"], shapes["value"]
+        heads = call.hidden_sizes[0] if call.hidden_sizes else layer.num_heads
+        return query, shapes.get("key") or value, value, heads
 
 
 def _bind_arguments(names, arguments):

@@ -230,3 +230,18 @@ def test_keras_masks_of_the_inputs_reach_the_gated_heads():
     plan = singe_keras.Plan.full(graph).with_kept("attention", [1])
     gated.set_plan(plan)
     _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x))
+
+
+def test_scoring_passes_count_the_tensors_inside_attention():
+    # Cross-attention (6 queries, 5 keys), key_dim != value_dim: the scores
+    # and softmax (heads x 6 x 5 each), the projections and the heads'
+    # outputs count beside the layer's output, so that automatic passes
+    # are sized for transformers, whose largest tensors are the scores.
+    query, memory = keras.Input((6, 16)), keras.Input((5, 8))
+    layer = L.MultiHeadAttention(3, 4, value_dim=7, name="cross")
+    model = keras.Model([query, memory], layer(query, memory))
+    q, m = np.ones((1, 6, 16), "float32"), np.ones((1, 5, 8), "float32")
+    projected = [layer.query_dense(q), layer.key_dense(m), layer.value_dense(m)]
+    heads, scores = layer._compute_attention(*projected, return_attention_scores=True)
+    inside = [*projected, scores, scores, heads, model([q, m])]  # scores: before and after softmax
+    assert singe_keras.trace(model).values_per_sample() == sum(np.size(t) for t in inside)
