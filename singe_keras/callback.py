@@ -116,10 +116,13 @@ class PruningCallback(keras.callbacks.Callback):
             scoring passes, then a summary line) or 2 (the summary line
             only). Defaults to `1`.
         target_latency, latency_model: a latency target, see
-            `singe_keras.prune`. The tables are built when training begins;
-            after the last event the stripped model is measured once and
+            `singe_keras.prune`. The tables are built when training begins.
+            At the last event, as in `prune`'s last round, the plan's
+            model is timed against the model being trained and its latency
+            budget corrected until they measure within 5% of the target
+            (where this process can time models: host tables, one worker);
             `callback.latency` holds the prediction next to the measurement
-            (a prediction more than 10% off warns). Defaults to `None`.
+            and the corrections. Defaults to `None`.
 
     Example:
 
@@ -273,16 +276,27 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"
             ) from error
-        plan = allocation.allocate(
-            graph, relevance,
-            allocation.partial_target(self._original.flops, max_flops, fraction),
-            allocation.partial_target(self._original.params, max_params, fraction),
-            self.normalization, self.min_units, self.round_to, self.max_pruning_ratio,
-            kept_units=kept,  # pruned units stay pruned
-            max_latency=allocation.partial_target(self._original_ms, self._max_latency,
-                                                  fraction),
-            latency_model=self._latency_model,
-        )
+
+        def allocate(max_latency):
+            return allocation.allocate(
+                graph, relevance,
+                allocation.partial_target(self._original.flops, max_flops, fraction),
+                allocation.partial_target(self._original.params, max_params, fraction),
+                self.normalization, self.min_units, self.round_to, self.max_pruning_ratio,
+                kept_units=kept,  # pruned units stay pruned
+                max_latency=max_latency, latency_model=self._latency_model,
+            )
+
+        max_latency = allocation.partial_target(self._original_ms, self._max_latency, fraction)
+        last = event == self.pruning_events
+        measured = corrections = None
+        if last and latency_lib.measures_here(self._latency_model):
+            # The model being trained has every unit still: it is the unpruned one.
+            plan, _, measured, corrections = latency_lib.corrected_plan(
+                allocate, graph, self._latency_model, max_latency, self.model,
+                self._original_ms, self.verbose, stacklevel=5)
+        else:
+            plan = allocate(max_latency)
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
         predicted = (
             None if self._latency_model is None else self._latency_model.predict(graph, plan))
@@ -296,10 +310,12 @@ class PruningCallback(keras.callbacks.Callback):
                 f"{graph.num_units} units",
                 flush=True,
             )
-        if predicted is not None and event == self.pruning_events:
+        if predicted is not None and last:
             self.latency = latency_lib.measured_record(
                 self._latency_model, strip(self.model), predicted, self._max_latency,
-                stacklevel=5)
+                stacklevel=5, measured=measured)
+            if corrections is not None:
+                self.latency["corrections"] = corrections
             if self.verbose and self.latency["measured_ms"] is not None:
                 print(f"PruningCallback: latency measured {self.latency['measured_ms']:.3f} ms "
                       f"(predicted {predicted:.3f} ms)", flush=True)

@@ -53,6 +53,7 @@ import weakref
 import keras
 import numpy as np
 
+from singe_keras import distribute
 from singe_keras import export as export_lib
 from singe_keras import graph as graph_lib
 from singe_keras.files import JsonRecord, write_atomically
@@ -75,6 +76,10 @@ _CALIBRATION_SAMPLES = 16
 # moves whole models still ranks units by their tables).
 _THINNED = (0.5, 0.25)
 _MIN_SCALE = 0.01
+# A last plan's latency budget is corrected on measurements (at most this
+# many times) until the model measures within this fraction of the target.
+_CORRECTIONS = 5
+_LATENCY_TOLERANCE = 0.05
 
 
 def _check_choice(name, value, choices):
@@ -771,6 +776,94 @@ def get(latency_model, model, ignored_layers=None, verbose=0):
     if isinstance(latency_model, LatencyModel):
         return latency_model
     return build(model, ignored_layers, verbose=verbose, **(latency_model or {}))
+
+
+def measures_here(latency_model):
+    """Whether plans can be corrected on measurements (`corrected_plan`).
+
+    Where this process can time models (the tables were not measured
+    elsewhere) and every worker would measure alike (one worker).
+    """
+    return (latency_model is not None and latency_model.timer is not None
+            and not distribute.is_multi_worker())
+
+
+def corrected_plan(allocate, graph, latency_model, max_latency, original, original_ms,
+                   verbose, stacklevel=3):
+    """A last plan, corrected until its rebuilt model measures at `max_latency`.
+
+    `allocate(budget)` is the plan of a latency budget (ms), for `graph`;
+    `prune` calls this in its last round, `PruningCallback` at its last
+    event (both only where `measures_here`).
+
+    The tables can be far from the measurement of a strongly pruned model
+    (README, "Pruning to a latency target"), and the allocation seeks out
+    the units whose predicted savings are largest, errors included. So the
+    rebuilt model is timed against the `original` model (alternately, three
+    times each: load and drift fall on both), and while the ratio misses
+    the target's ratio to `original_ms` by more than `_LATENCY_TOLERANCE` of
+    it, the allocation's latency budget is corrected (`_next_budget`, at
+    most `_CORRECTIONS` times). The plan kept is the slowest one measured
+    under the target plus the tolerance, else the fastest one (with a
+    warning).
+
+    Returns:
+        `(plan, rebuilt model, its measured ms, trials)`, the trials as
+        `report.latency["corrections"]`.
+    """
+    target = max_latency / original_ms
+    round_ms = latency_model.predict(graph)  # the graph's model: a larger budget prunes nothing
+    budget, trials = max_latency, []
+    for _ in range(1 + _CORRECTIONS):
+        try:
+            plan = allocate(budget)
+        except ValueError:  # a corrected budget below the smallest reachable model
+            if not trials:
+                raise
+            break
+        model = rebuild(graph, plan)
+        timings = np.array([(latency_model.measure(original), latency_model.measure(model))
+                            for _ in range(3)])
+        ratio = float(np.median(timings[:, 1]) / np.median(timings[:, 0]))
+        trials.append({"budget_ms": budget, "predicted_ms": latency_model.predict(graph, plan),
+                       "measured_ms": float(np.median(timings[:, 1])),
+                       "measured_ratio": ratio, "plan": plan, "model": model})
+        if abs(ratio - target) <= _LATENCY_TOLERANCE * target:
+            break
+        budget = min(_next_budget(trials, target), round_ms)
+    fitting = [t for t in trials if t["measured_ratio"] <= (1 + _LATENCY_TOLERANCE) * target]
+    best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
+            else min(trials, key=lambda t: t["measured_ratio"]))
+    if not fitting:
+        warnings.warn(
+            f"The pruned model measures {best['measured_ratio']:.3f} of the unpruned "
+            f"model's latency against a target of {target:.3f}, after "
+            f"{len(trials) - 1} corrections of the latency budget. The machine may be "
+            "busy, or the target is too close to the smallest model: measure again, "
+            "or lower `target_latency`.", stacklevel=stacklevel)
+    corrections = [{k: v for k, v in t.items() if k not in ("plan", "model")} for t in trials]
+    if verbose and len(trials) > 1:
+        print("Latency budget corrected on measurements: " + ", ".join(
+            f"{t['budget_ms']:.3f} ms budget -> {t['measured_ratio']:.3f} of the unpruned "
+            "latency measured" for t in corrections) + f" (target {target:.3f})", flush=True)
+    return best["plan"], best["model"], best["measured_ms"], corrections
+
+
+def _next_budget(trials, target):
+    """The next latency budget: the last one scaled by target / measured, kept in the bracket.
+
+    Plans change by jumps with the budget, and their measurements are noisy:
+    a scaled budget outside the bracket of the trials so far (the largest
+    budget that measured under the target, the smallest that measured over
+    it) is replaced by the bracket's middle.
+    """
+    last = trials[-1]
+    proposal = last["budget_ms"] * target / last["measured_ratio"]
+    under = [t["budget_ms"] for t in trials if t["measured_ratio"] <= target]
+    over = [t["budget_ms"] for t in trials if t["measured_ratio"] > target]
+    if under and over and not max(under) < proposal < min(over):
+        return (max(under) + min(over)) / 2
+    return proposal
 
 
 def measured_record(latency_model, model, predicted, target_ms, stacklevel=3, measured=None):

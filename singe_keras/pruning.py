@@ -13,7 +13,6 @@ the last rebuild.
 
 import logging
 import time
-import warnings
 
 import keras
 import numpy as np
@@ -35,12 +34,6 @@ from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
 
 logger = logging.getLogger(__name__)
-
-# The last round's latency budget is corrected on measurements (at most this
-# many times) until the model measures within this fraction of the target.
-_CORRECTIONS = 5
-_LATENCY_TOLERANCE = 0.05
-
 
 def prune(
     model: keras.Model,
@@ -296,10 +289,7 @@ def prune(
     else:
         latency_model = None
     original_sizes = {g.name: g.size for g in graph.groups}
-    # The last round's plan is corrected on measurements where this process
-    # can time it and every worker would measure alike (one worker).
-    measured_target = (latency_model is not None and latency_model.timer is not None
-                       and not distribute.is_multi_worker())
+    measured_target = latency_lib.measures_here(latency_model)
     measured_ms = corrections = None  # the last round's, when it corrects on measurements
 
     settings = {
@@ -386,7 +376,7 @@ def prune(
             )
 
         if round_index == rounds and measured_target:
-            plan, current, measured_ms, corrections = _measured_plan(
+            plan, current, measured_ms, corrections = latency_lib.corrected_plan(
                 allocate, graph, latency_model, step_latency, model, original_ms, verbose)
         else:
             plan = allocate(step_latency)
@@ -524,80 +514,6 @@ def _measured_latency(latency_model, model, report, max_latency, verbose, measur
         if verbose:
             print(line, flush=True)
     return record
-
-
-def _measured_plan(allocate, graph, latency_model, max_latency, original, original_ms,
-                   verbose):
-    """The last round's plan, corrected until its rebuilt model measures at `max_latency`.
-
-    The tables can be far from the measurement of a strongly pruned model
-    (README, "Pruning to a latency target"), and the allocation seeks out
-    the units whose predicted savings are largest, errors included. So the
-    rebuilt model is timed against the `original` model (alternately, three
-    times each: load and drift fall on both), and while the ratio misses
-    the target's ratio to `original_ms` by more than `_LATENCY_TOLERANCE` of
-    it, the allocation's latency budget is corrected (`_next_budget`, at
-    most `_CORRECTIONS` times). The plan kept is the slowest one measured
-    under the target plus the tolerance, else the fastest one (with a
-    warning).
-
-    Returns:
-        `(plan, rebuilt model, its measured ms, trials)`, the trials as
-        `report.latency["corrections"]`.
-    """
-    target = max_latency / original_ms
-    round_ms = latency_model.predict(graph)  # this round's model: a larger budget prunes nothing
-    budget, trials = max_latency, []
-    for _ in range(1 + _CORRECTIONS):
-        try:
-            plan = allocate(budget)
-        except ValueError:  # a corrected budget below the smallest reachable model
-            if not trials:
-                raise
-            break
-        model = rebuild(graph, plan)
-        timings = np.array([(latency_model.measure(original), latency_model.measure(model))
-                            for _ in range(3)])
-        ratio = float(np.median(timings[:, 1]) / np.median(timings[:, 0]))
-        trials.append({"budget_ms": budget, "predicted_ms": latency_model.predict(graph, plan),
-                       "measured_ms": float(np.median(timings[:, 1])),
-                       "measured_ratio": ratio, "plan": plan, "model": model})
-        if abs(ratio - target) <= _LATENCY_TOLERANCE * target:
-            break
-        budget = min(_next_budget(trials, target), round_ms)
-    fitting = [t for t in trials if t["measured_ratio"] <= (1 + _LATENCY_TOLERANCE) * target]
-    best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
-            else min(trials, key=lambda t: t["measured_ratio"]))
-    if not fitting:
-        warnings.warn(
-            f"The pruned model measures {best['measured_ratio']:.3f} of the unpruned "
-            f"model's latency against a target of {target:.3f}, after "
-            f"{len(trials) - 1} corrections of the latency budget. The machine may be "
-            "busy, or the target is too close to the smallest model: measure again, "
-            "or lower `target_latency`.", stacklevel=3)
-    corrections = [{k: v for k, v in t.items() if k not in ("plan", "model")} for t in trials]
-    if verbose and len(trials) > 1:
-        print("Latency budget corrected on measurements: " + ", ".join(
-            f"{t['budget_ms']:.3f} ms budget -> {t['measured_ratio']:.3f} of the unpruned "
-            "latency measured" for t in corrections) + f" (target {target:.3f})", flush=True)
-    return best["plan"], best["model"], best["measured_ms"], corrections
-
-
-def _next_budget(trials, target):
-    """The next latency budget: the last one scaled by target / measured, kept in the bracket.
-
-    Plans change by jumps with the budget, and their measurements are noisy:
-    a scaled budget outside the bracket of the trials so far (the largest
-    budget that measured under the target, the smallest that measured over
-    it) is replaced by the bracket's middle.
-    """
-    last = trials[-1]
-    proposal = last["budget_ms"] * target / last["measured_ratio"]
-    under = [t["budget_ms"] for t in trials if t["measured_ratio"] <= target]
-    over = [t["budget_ms"] for t in trials if t["measured_ratio"] > target]
-    if under and over and not max(under) < proposal < min(over):
-        return (max(under) + min(over)) / 2
-    return proposal
 
 
 def _progress(verbose, title, entry, round_flops, original, round_latency=None):

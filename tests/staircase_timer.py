@@ -1,4 +1,4 @@
-"""A fake latency timer for the latency tests: a known staircase, no LiteRT."""
+"""Fake latency timers for the latency tests (a known staircase, no LiteRT), and a model for them."""
 
 import math
 
@@ -58,3 +58,14 @@ class WholeModelsDiffer(StaircaseTimer):
             return super().__call__(model)
         self.calls += 1
         return 0.1 + self.share * sum(self.layer_ms(layer) for layer in layers) ** self.power
+
+
+def staircase_model(wide=32):
+    """Conv 3->wide, depthwise, conv wide->24, Dense: 1D, tied and 2D tables."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(wide, 3, padding="same", name="a")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = keras.layers.Conv2D(24, 1, name="c")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))

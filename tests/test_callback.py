@@ -337,6 +337,26 @@ def test_callback_meets_a_latency_target_and_measures_it():
     assert callback.latency["measured_ms"] == pytest.approx(timer(small))
 
 
+def test_callback_corrects_its_last_event_until_the_model_measures_at_the_target():
+    # As `prune`'s last round: whole models are a convex function of their
+    # layers' time, so the tables' plan misses and the budget is corrected.
+    from staircase_timer import WholeModelsDiffer, staircase_model
+
+    timer = WholeModelsDiffer(share=3.0, power=2, step=1)
+    model = staircase_model()
+    callback = singe_keras.PruningCallback(
+        criterion="l1", pruning_events=2, verbose=0, target_latency=0.6,
+        latency_model={"timer": timer, "cache_dir": None})
+    _fit(model, callback)
+    small = singe_keras.strip(model)
+    first, *later = callback.latency["corrections"]
+    assert first["budget_ms"] == pytest.approx(callback.latency["target_ms"])
+    assert abs(first["measured_ratio"] - 0.6) > 0.05 * 0.6  # the tables alone miss
+    assert later and later[-1]["budget_ms"] != first["budget_ms"]
+    assert callback.latency["measured_ms"] == pytest.approx(timer(small))
+    assert abs(timer(small) / timer(staircase_model()) - 0.6) <= 0.05 * 0.6
+
+
 def test_callback_rejects_a_bad_latency_target():
     with pytest.raises(ValueError, match="`target_latency` must be"):
         singe_keras.PruningCallback(target_latency=2.0, criterion="l1")

@@ -8,20 +8,10 @@ import pytest
 
 import singe_keras
 from singe_keras import allocation, latency
-from staircase_timer import MS_PER_BLOCK, OVERHEAD_MS, StaircaseTimer, WholeModelsDiffer, up
+from staircase_timer import (MS_PER_BLOCK, OVERHEAD_MS, StaircaseTimer, WholeModelsDiffer,
+                             staircase_model, up)
 
 L = keras.layers
-
-
-def _staircase_model(wide=32):
-    """Conv 3->wide, depthwise, conv wide->24, Dense: 1D, tied and 2D tables."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((6, 6, 3))
-    x = L.Conv2D(wide, 3, padding="same", name="a")(inputs)
-    x = L.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
-    x = L.Conv2D(24, 1, name="c")(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, L.Dense(3, name="logits")(x))
 
 
 def _two_convs():
@@ -39,7 +29,7 @@ def _table(latency_model, path):
 
 def test_table_builder_recovers_the_staircase_with_a_fake_timer():
     timer = StaircaseTimer(step=8)
-    latency_model = latency.build(_staircase_model(), timer=timer, cache_dir=None)
+    latency_model = latency.build(staircase_model(), timer=timer, cache_dir=None)
     first, tied, second = (_table(latency_model, p) for p in ("a", "depthwise", "c"))
     assert tied.tied and not first.tied
     for count in range(1, 33):  # every count, not only the grid's
@@ -54,13 +44,13 @@ def test_table_builder_recovers_the_staircase_with_a_fake_timer():
         assert second.latency(count, 24) == pytest.approx(
             OVERHEAD_MS + MS_PER_BLOCK * up(count, 8) * 24)
     # Calibrated: the unpruned prediction is the whole model's timing.
-    model = _staircase_model()
+    model = staircase_model()
     assert latency_model.predict(singe_keras.trace(model)) == pytest.approx(timer(model))
 
 
 def test_refinement_finds_steps_finer_than_the_coarse_grid():
     # 128 channels: a coarse grid of 16s; the timer's steps are 8 wide.
-    latency_model = latency.build(_staircase_model(wide=128), timer=StaircaseTimer(step=8),
+    latency_model = latency.build(staircase_model(wide=128), timer=StaircaseTimer(step=8),
                                   cache_dir=None)
     table = _table(latency_model, "a")
     assert latency.grid(128)[:3] == [4, 16, 32]
@@ -72,7 +62,7 @@ def test_refinement_finds_steps_finer_than_the_coarse_grid():
 
 def test_prediction_of_a_pruned_plan_is_close_to_its_timing():
     timer = StaircaseTimer(step=8)
-    model = _staircase_model()
+    model = staircase_model()
     latency_model = latency.build(model, timer=timer, cache_dir=None)
     graph = singe_keras.trace(model)
     plan = singe_keras.Plan.full(graph)
@@ -123,7 +113,7 @@ def test_latency_normalization_ranks_by_relevance_per_millisecond():
 
 
 def test_json_round_trip_and_cache(tmp_path):
-    model = _staircase_model()
+    model = staircase_model()
     graph = singe_keras.trace(model)
     timer = StaircaseTimer(step=8)
     built = latency.build(model, timer=timer, cache_dir=tmp_path)
@@ -147,7 +137,7 @@ def test_json_round_trip_and_cache(tmp_path):
 
 @pytest.mark.parametrize("share", [0.6, 1.5])
 def test_scale_is_calibrated_on_whole_models(tmp_path, share):
-    model = _staircase_model()
+    model = staircase_model()
     graph = singe_keras.trace(model)
     timer = WholeModelsDiffer(share)
     latency_model = latency.build(model, timer=timer, cache_dir=None)
@@ -175,7 +165,7 @@ def test_scale_is_calibrated_on_whole_models(tmp_path, share):
 
 
 def test_whole_models_that_do_not_get_faster_make_a_latency_target_unreachable():
-    model = _staircase_model()
+    model = staircase_model()
     latency_model = latency.build(model, timer=WholeModelsDiffer(0.0), cache_dir=None)
     assert latency_model.scale == latency._MIN_SCALE
     with pytest.raises(ValueError, match="cannot be reached"):
@@ -186,7 +176,7 @@ def test_whole_models_that_do_not_get_faster_make_a_latency_target_unreachable()
 def test_last_round_is_corrected_until_the_model_measures_at_the_target():
     # Whole models are a convex function of their layers' time: the scale,
     # fit on the thinned models, misses the allocation's plan.
-    model = _staircase_model()
+    model = staircase_model()
     timer = WholeModelsDiffer(share=3.0, power=2, step=1)
     latency_model = latency.build(model, timer=timer, cache_dir=None)
     pruned, report = singe_keras.prune(
