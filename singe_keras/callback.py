@@ -294,7 +294,7 @@ class PruningCallback(keras.callbacks.Callback):
             # The model being trained has every unit still: it is the unpruned one.
             plan, _, measured, corrections = latency_lib.corrected_plan(
                 allocate, graph, self._latency_model, max_latency, self.model,
-                self._original_ms, self.verbose, stacklevel=5)
+                self._original_ms, self.verbose, stacklevel=5, kept=Plan.from_mask(graph, kept))
         else:
             plan = allocate(max_latency)
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))

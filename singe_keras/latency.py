@@ -789,12 +789,13 @@ def measures_here(latency_model):
 
 
 def corrected_plan(allocate, graph, latency_model, max_latency, original, original_ms,
-                   verbose, stacklevel=3):
+                   verbose, stacklevel=3, kept=None):
     """A last plan, corrected until its rebuilt model measures at `max_latency`.
 
-    `allocate(budget)` is the plan of a latency budget (ms), for `graph`;
-    `prune` calls this in its last round, `PruningCallback` at its last
-    event (both only where `measures_here`).
+    `allocate(budget)` is the plan of a latency budget (ms), for `graph`,
+    whose units in `kept` (a `Plan`; all by default) are the ones not
+    pruned yet; `prune` calls this in its last round, `PruningCallback` at
+    its last event (both only where `measures_here`).
 
     The tables can be far from the measurement of a strongly pruned model
     (README, "Pruning to a latency target"), and the allocation seeks out
@@ -812,7 +813,7 @@ def corrected_plan(allocate, graph, latency_model, max_latency, original, origin
         `report.latency["corrections"]`.
     """
     target = max_latency / original_ms
-    round_ms = latency_model.predict(graph)  # the graph's model: a larger budget prunes nothing
+    current_ms = latency_model.predict(graph, kept)  # a larger budget prunes nothing more
     budget, trials = max_latency, []
     for _ in range(1 + _CORRECTIONS):
         try:
@@ -830,7 +831,7 @@ def corrected_plan(allocate, graph, latency_model, max_latency, original, origin
                        "measured_ratio": ratio, "plan": plan, "model": model})
         if abs(ratio - target) <= _LATENCY_TOLERANCE * target:
             break
-        budget = min(_next_budget(trials, target), round_ms)
+        budget = min(_next_budget(trials, target), current_ms)
     fitting = [t for t in trials if t["measured_ratio"] <= (1 + _LATENCY_TOLERANCE) * target]
     best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
             else min(trials, key=lambda t: t["measured_ratio"]))

@@ -1,4 +1,4 @@
-"""Fake latency timers for the latency tests (a known staircase, no LiteRT), and a model for them."""
+"""Fake latency timers (a known staircase, no LiteRT) and a model for the latency tests."""
 
 import math
 
