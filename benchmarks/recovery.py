@@ -12,7 +12,8 @@ is at the end of its schedule, 5e-4). Rows:
 - singe with and without BatchNorm re-estimation (`recalibration_batches` 20
   or 0) and with and without distillation from the unpruned model;
 - taylor and l1 with the full recovery (re-estimation and distillation);
-- label-free singe: inputs only, so scoring and fine-tuning are distillation;
+- label-free singe: inputs only, so scoring and fine-tuning are distillation,
+  and l1 label-free, fine-tuned alike (l1 reads no data);
 - singe with the full recovery and the "flops" allocation normalization, its
   best one-shot on this model (criteria_grid_resnet20_long.md; every other row
   uses its criterion's default, "mean", which is also l1's best there).
@@ -49,6 +50,7 @@ ROWS = {
     "singe": ("singe", False, False, True, None),
     "singe_label_free_kd": ("singe", True, True, False, None),
     "singe_flops_bn_kd": ("singe", True, True, True, "flops"),
+    "l1_label_free_kd": ("l1", True, True, False, None),
 }
 
 
