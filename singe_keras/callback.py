@@ -120,9 +120,11 @@ class PruningCallback(keras.callbacks.Callback):
             At the last event, as in `prune`'s last round, the plan's
             model is timed against the model being trained and its latency
             budget corrected until they measure within 5% of the target
-            (where this process can time models: host tables, one worker);
-            `callback.latency` holds the prediction next to the measurement
-            and the corrections. Defaults to `None`.
+            (where this process can time models: host tables, one worker;
+            elsewhere the stripped model is measured once, if it can be,
+            and a prediction more than 10% off warns); `callback.latency`
+            holds the prediction next to the measurement and the
+            corrections. Defaults to `None`.
 
     Example:
 
@@ -291,10 +293,12 @@ class PruningCallback(keras.callbacks.Callback):
         last = event == self.pruning_events
         measured = corrections = None
         if last and latency_lib.measures_here(self._latency_model):
-            # The model being trained has every unit still: it is the unpruned one.
+            # Timed against a copy of the unpruned model (the one being
+            # trained is whole too, but lives in its strategy, mid-fit).
             plan, _, measured, corrections = latency_lib.corrected_plan(
-                allocate, graph, self._latency_model, max_latency, self.model,
-                self._original_ms, self.verbose, stacklevel=5, kept=Plan.from_mask(graph, kept))
+                allocate, graph, self._latency_model, max_latency,
+                rebuild(graph, Plan.full(graph)), self._original_ms, self.verbose,
+                stacklevel=5, kept=Plan.from_mask(graph, kept))
         else:
             plan = allocate(max_latency)
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
@@ -312,8 +316,8 @@ class PruningCallback(keras.callbacks.Callback):
             )
         if predicted is not None and last:
             self.latency = latency_lib.measured_record(
-                self._latency_model, strip(self.model), predicted, self._max_latency,
-                stacklevel=5, measured=measured)
+                self._latency_model, strip(self.model) if measured is None else None,
+                predicted, self._max_latency, stacklevel=5, measured=measured)
             if corrections is not None:
                 self.latency["corrections"] = corrections
             if self.verbose and self.latency["measured_ms"] is not None:

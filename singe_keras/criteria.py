@@ -33,8 +33,9 @@ _REGISTRY = {}
 _SAMPLES_AT_ONCE = 256
 #: Bytes of activations an automatic pass may hold (`batch_size=None`).
 _PASS_MEMORY = 2 * 2**30
-#: Estimated bytes a gradient pass holds per float32 layer-output value: the
-#: forward activation, its gated copy, and its gradient.
+#: Estimated bytes a gradient pass holds per float32 activation value
+#: (`CouplingGraph.values_per_sample`): the value, a gated copy (layer
+#: outputs), and its gradient.
 _BYTES_PER_VALUE = 3 * 4
 
 
@@ -165,8 +166,9 @@ class IntegratedGradients(Criterion):
             not depend on it (up to float round-off). `None` fits a pass in
             about 2 GiB, estimated from the sizes of the model's layer
             outputs and attention scores (at most 256 rows; 16 if the
-            model's shapes are not fixed). Under a `tf.distribute` strategy, rows per replica: a
-            pass splits its samples over the replicas. Defaults to `None`.
+            model's shapes are not fixed). Under a `tf.distribute`
+            strategy, rows per replica: a pass splits its samples over the
+            replicas. Defaults to `None`.
         rule: `"midpoint"`, or `"left"` (the gradient at mu_{k-1}).
             Defaults to `"midpoint"`.
         block_fraction: with `path="random"`, the share of a group that one

@@ -856,6 +856,9 @@ class BarrierHandler(LayerHandler):
     def macs(self, layer, call):
         return self.costs.macs(layer, call) if self.costed else 0
 
+    def activation_values(self, layer, call):
+        return (self.costs if self.costed else super()).activation_values(layer, call)
+
     def propagate(self, layer, call, inputs, tracer):
         for labels in inputs:
             tracer.fix(labels)
@@ -1216,21 +1219,22 @@ class MultiHeadAttentionHandler(LayerHandler):
             + source * value[-1] * heads * value_dim
             + target * heads * value_dim * math.prod(call.output_shapes[0][len(query) - 1:])
         )
-        return projections + heads * target * source * (key_dim + value_dim)
+        return projections + heads * self._scores(layer, query, value) * (key_dim + value_dim)
 
     def activation_values(self, layer, call):
         # The output, and inside the call: the projected queries, keys and
-        # values, the scores and their softmax (heads x target x source, the
-        # largest in a transformer), and the heads' outputs.
-        output = super().activation_values(layer, call)
+        # values, the scores and their softmax (the largest tensors of a
+        # transformer; returned scores are the softmax, counted once), and
+        # the heads' outputs.
+        output = call.output_shapes[0][1:]
         query, _, value, heads = self._shapes(layer, call)
-        if output is None or any(d is None for d in query[1:] + value[1:]):
+        if any(d is None for d in output + query[1:] + value[1:]):
             return None
         target, source = _spatial_size(query), _spatial_size(value)
         key_dim, value_dim = layer.key_dim, layer.value_dim
-        return output + heads * (
+        return math.prod(output) + heads * (
             target * key_dim + source * (key_dim + value_dim)
-            + 2 * target * source + target * value_dim
+            + 2 * self._scores(layer, query, value) + target * value_dim
         )
 
     @staticmethod
@@ -1241,6 +1245,19 @@ class MultiHeadAttentionHandler(LayerHandler):
         query, value = shapes["query"], shapes["value"]
         heads = call.hidden_sizes[0] if call.hidden_sizes else layer.num_heads
         return query, shapes.get("key") or value, value, heads
+
+    @staticmethod
+    def _scores(layer, query, value):
+        """The size of one head's scores, `query` against `value` positions.
+
+        Along the attention axes (`attention_axes`; all by default), for
+        each position along the others.
+        """
+        positions = range(1, len(query) - 1)
+        axes = positions if layer.attention_axes is None else layer.attention_axes
+        others = math.prod(query[axis] for axis in positions if axis not in axes)
+        return (others * math.prod(query[axis] for axis in axes)
+                * math.prod(value[axis] for axis in axes))
 
 
 def _bind_arguments(names, arguments):

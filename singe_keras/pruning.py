@@ -35,6 +35,7 @@ from singe_keras.surgery import rebuild
 
 logger = logging.getLogger(__name__)
 
+
 def prune(
     model: keras.Model,
     dataset=None,

@@ -1,5 +1,7 @@
 """Attention heads as units: `keras.layers.MultiHeadAttention`'s handler."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -232,16 +234,42 @@ def test_keras_masks_of_the_inputs_reach_the_gated_heads():
     _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x))
 
 
-def test_scoring_passes_count_the_tensors_inside_attention():
-    # Cross-attention (6 queries, 5 keys), key_dim != value_dim: the scores
-    # and softmax (heads x 6 x 5 each), the projections and the heads'
-    # outputs count beside the layer's output, so that automatic passes
-    # are sized for transformers, whose largest tensors are the scores.
-    query, memory = keras.Input((6, 16)), keras.Input((5, 8))
-    layer = L.MultiHeadAttention(3, 4, value_dim=7, name="cross")
-    model = keras.Model([query, memory], layer(query, memory))
-    q, m = np.ones((1, 6, 16), "float32"), np.ones((1, 5, 8), "float32")
-    projected = [layer.query_dense(q), layer.key_dense(m), layer.value_dense(m)]
+@pytest.mark.parametrize("case", ["cross", "key", "axes", "scores_returned"])
+def test_costs_and_scoring_passes_count_the_tensors_inside_attention(case):
+    # Scores and softmax (the largest tensors of a transformer), projections
+    # and the heads' outputs count beside the output, so that automatic
+    # passes are sized for transformers; MACs are those of the projections
+    # and of the two products. Checked against the layer's own tensors.
+    shapes, options, call = {
+        "cross": ([(6, 16), (5, 8)], {"value_dim": 7}, {}),
+        "key": ([(6, 16), (5, 8), (5, 12)], {"value_dim": 3}, {}),
+        "axes": ([(3, 4, 8), (3, 5, 8)], {"attention_axes": (2,)}, {}),
+        "scores_returned": ([(6, 16), (5, 8)], {}, {"return_attention_scores": True}),
+    }[case]
+    inputs = [keras.Input(shape) for shape in shapes]
+    layer = L.MultiHeadAttention(2, 4, name="mha", **options)
+    outputs = layer(*inputs, **call)
+    model = keras.Model(inputs, outputs)
+    q, v, *k = [np.ones((1, *shape), "float32") for shape in shapes]
+    k = k[0] if k else v
+    projected = [layer.query_dense(q), layer.key_dense(k), layer.value_dense(v)]
     heads, scores = layer._compute_attention(*projected, return_attention_scores=True)
-    inside = [*projected, scores, scores, heads, model([q, m])]  # scores: before and after softmax
-    assert singe_keras.trace(model).values_per_sample() == sum(np.size(t) for t in inside)
+    output = layer(q, v, key=k)
+    barrier = pytest.warns(UserWarning, match="return_attention_scores=True")
+    with barrier if case == "scores_returned" else contextlib.nullcontext():
+        graph = singe_keras.trace(model)
+    inside = [*projected, scores, scores, heads, output]  # scores: before and after softmax
+    assert graph.values_per_sample() == sum(np.size(t) for t in inside)
+    projections = (np.size(projected[0]) * q.shape[-1] + np.size(projected[1]) * k.shape[-1]
+                   + np.size(projected[2]) * v.shape[-1]
+                   + np.size(output) * heads.shape[-2] * heads.shape[-1])
+    products = np.size(scores) * (layer.key_dim + layer.value_dim)
+    macs = {c.path: c.macs for c in singe_keras.count_costs(graph).layers}["mha"]
+    assert macs == projections + products
+
+
+def test_attention_over_an_unknown_length_leaves_scoring_passes_at_their_default():
+    inputs = keras.Input((None, 16))
+    model = keras.Model(inputs, L.MultiHeadAttention(2, 4)(inputs, inputs))
+    graph = singe_keras.trace(model)
+    assert graph.values_per_sample() is None and criteria.pass_rows(graph) == 16

@@ -192,6 +192,28 @@ def test_last_round_is_corrected_until_the_model_measures_at_the_target():
     assert report.rounds[-1]["latency_ms"] == report.latency["predicted_ms"]
 
 
+def test_corrected_budgets_stay_under_the_latency_of_the_units_kept():
+    # A plan that measures under its target gets a larger budget, but never
+    # one above the model the plan starts from (it would prune nothing more).
+    model = staircase_model()
+    graph = singe_keras.trace(model)
+    timer = WholeModelsDiffer(share=3.0, power=2, step=1)
+    latency_model = latency.build(model, timer=timer, cache_dir=None)
+    kept = singe_keras.Plan.full(graph).with_kept("a", range(16))  # pruned at an earlier event
+    kept_ms = latency_model.predict(graph, kept)
+    relevance = np.arange(graph.num_units, dtype=float)
+    budgets = []
+
+    def allocate(budget):
+        budgets.append(budget)
+        return allocation.allocate(graph, relevance, kept_units=kept.mask(graph).astype(bool),
+                                   max_latency=budget, latency_model=latency_model)
+
+    latency.corrected_plan(allocate, graph, latency_model, 0.95 * kept_ms, model, timer(model),
+                           verbose=0, kept=kept)
+    assert len(budgets) > 1 and max(budgets) <= kept_ms
+
+
 def test_cache_key_depends_on_layer_and_runtime():
     graph = singe_keras.trace(_two_convs())
     (node_a, a), (node_b, b), _ = latency.timed_layers(graph)
