@@ -52,8 +52,9 @@ BATCH = 64
 class Results:
     """The results JSON, rewritten atomically after every cell.
 
-    Its `runs` list every invocation that wrote cells, as command and commit,
-    in order (a file from before the list starts it with its last writer).
+    Its `runs` list the distinct invocations (command and commit) that
+    wrote cells, by first write; a file from before the list starts it with
+    its last writer, the only one it recorded.
     """
 
     def __init__(self, path):
