@@ -35,6 +35,7 @@ def summary(values):
 def run_lines(results):
     """A Markdown list of the invocations that wrote the results (cifar10.Results)."""
     return [f"- `{run['command']}` (commit {run['git_commit'][:7]})"
+            + (f": {run['note']}" if "note" in run else "")
             for run in results.get("runs", [results["environment"]])]
 
 
