@@ -118,8 +118,9 @@ class PruningCallback(keras.callbacks.Callback):
         target_latency, latency_model: a latency target, see
             `singe_keras.prune`. The tables are built when training begins.
             At the last event, as in `prune`'s last round, the plan's
-            model is timed against the model being trained and its latency
-            budget corrected until they measure within 5% of the target
+            model is timed against a rebuilt copy of the unpruned model
+            and its latency budget corrected until the ratio is within 5%
+            of the target
             (where this process can time models: host tables, one worker;
             elsewhere the stripped model is measured once, if it can be,
             and a prediction more than 10% off warns); `callback.latency`
