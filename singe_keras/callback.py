@@ -13,7 +13,6 @@ configs, so a model saved mid-training loads back with its pruned units.
 `strip(model)` then builds the physically smaller model.
 """
 
-import warnings
 
 import keras
 import numpy as np
@@ -27,6 +26,7 @@ from singe_keras import distribute
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
 from singe_keras import scoring
+from singe_keras import user_warning
 from singe_keras.gating import GatedModel
 from singe_keras.plan import Plan
 from singe_keras.surgery import rebuild
@@ -186,18 +186,16 @@ class PruningCallback(keras.callbacks.Callback):
         ignored = graph.ignored_layers
         unmaskable = _unmaskable_layers(graph)
         if unmaskable:
-            warnings.warn(
+            user_warning.warn(
                 "These layers make channels non-zero on their own and have no "
                 "weights to mask, so PruningCallback does not prune their "
                 f"units: {unmaskable}. (`singe_keras.prune` can.)",
-                stacklevel=2,
             )
         heads = [n.path for n in graph.layer_nodes() if graph.any_prunable(n.hidden)]
         if heads:
-            warnings.warn(
+            user_warning.warn(
                 "PruningCallback does not mask hidden units (attention heads) yet, so "
                 f"it keeps every head of: {heads}. (`singe_keras.prune` prunes them.)",
-                stacklevel=2,
             )
         if unmaskable or heads:
             graph = graph_lib.CouplingGraph(self.model, ignored + unmaskable + heads, warn=False)
@@ -236,7 +234,7 @@ class PruningCallback(keras.callbacks.Callback):
         if epochs is None or last_epoch < epochs:
             return False
         possible = max(0, (epochs - self.start_epoch - 1) // self.frequency + 1)
-        warnings.warn(
+        user_warning.warn(
             f"PruningCallback prunes at the start of {self.pruning_events} epochs, the "
             f"last one epoch {last_epoch}, but fit runs {epochs} epoch{'' if epochs == 1 else 's'}: "
             f"{self.pruning_events - possible} pruning events will not happen and the "
@@ -244,17 +242,15 @@ class PruningCallback(keras.callbacks.Callback):
             f"{last_epoch + 1}` (or more) to fit"
             + (f", or `pruning_events={possible}` to the callback." if possible else ".")
             + " Events happen at epochs `start_epoch + i * frequency`.",
-            stacklevel=2,
         )
         return True
 
     def on_train_end(self, logs=None):
         if self._events_done < self.pruning_events and not self._warned_of_missing_events:
-            warnings.warn(
+            user_warning.warn(
                 f"fit stopped after {self._events_done} of PruningCallback's "
                 f"{self.pruning_events} pruning events (early stopping?): the model "
                 "has not reached its target.",
-                stacklevel=2,
             )
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -299,7 +295,7 @@ class PruningCallback(keras.callbacks.Callback):
             plan, _, measured, corrections = latency_lib.corrected_plan(
                 allocate, graph, self._latency_model, max_latency,
                 rebuild(graph, Plan.full(graph)), self._original_ms, self.verbose,
-                stacklevel=5, kept=Plan.from_mask(graph, kept))
+                kept=Plan.from_mask(graph, kept))
         else:
             plan = allocate(max_latency)
         _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
@@ -318,7 +314,7 @@ class PruningCallback(keras.callbacks.Callback):
         if predicted is not None and last:
             self.latency = latency_lib.measured_record(
                 self._latency_model, strip(self.model) if measured is None else None,
-                predicted, self._max_latency, stacklevel=5, measured=measured)
+                predicted, self._max_latency, measured=measured)
             if corrections is not None:
                 self.latency["corrections"] = corrections
             if self.verbose and self.latency["measured_ms"] is not None:
@@ -457,9 +453,8 @@ def _compile_like(small, model):
     try:
         settings, step = compiling.compile_settings(model, None, None, None, False, False)
     except ValueError as error:
-        warnings.warn(
+        user_warning.warn(
             f"strip returns an uncompiled model: {error} Compile it yourself.",
-            stacklevel=3,
         )
         return
     compiling.compile_fresh(small, settings, step)

@@ -10,12 +10,12 @@ The counter reads the traced graph, so it can also count a model that a
 """
 
 import dataclasses
-import warnings
 
 import keras
 import numpy as np
 
 from singe_keras import graph as graph_lib
+from singe_keras import user_warning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +166,10 @@ def _warn_uncosted(layers):
             if c.path not in paths:
                 paths.append(c.path)
     for class_name, paths in by_class.items():
-        warnings.warn(
+        user_warning.warn(
             f"{graph_lib.describe_layers(class_name, paths)} count 0 FLOPs: no "
             "handler knows their cost. Register one with "
             "`singe_keras.register_handler`.",
-            stacklevel=3,
         )
 
 

@@ -21,13 +21,13 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from singe_keras import data as data_lib
+from singe_keras import user_warning
 from singe_keras.files import atomic_output, write_atomically
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
@@ -315,12 +315,11 @@ def _runs_with_xnnpack(path):
         with quiet():
             _interpreter(path, default_delegates=True).invoke()
     except (RuntimeError, ValueError) as error:
-        warnings.warn(
+        user_warning.warn(
             "LiteRT's default CPU delegate (XNNPACK) cannot run this file "
             f"({error}); the plain LiteRT kernels can, more slowly. It was seen "
             "with layers pruned to 1 channel (float32) and to 2 (int8): a larger "
             "`min_units` avoids them.",
-            stacklevel=3,
         )
         return False
     return True

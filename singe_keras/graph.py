@@ -16,12 +16,12 @@ This is the only module that reads Keras's private graph structures
 
 import collections
 import dataclasses
-import warnings
 
 import keras
 import numpy as np
 
 from singe_keras import handlers as handlers_lib
+from singe_keras import user_warning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,10 +368,9 @@ class CouplingGraph:
         ]
         if warn:
             for (class_name, reason), paths in self.barrier_causes().items():
-                warnings.warn(
+                user_warning.warn(
                     f"No channel is pruned through {describe_layers(class_name, paths)}: "
                     f"{reason}.",
-                    stacklevel=3,
                 )
 
     # Tracing ---------------------------------------------------------------

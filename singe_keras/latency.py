@@ -47,7 +47,6 @@ import math
 import os
 import tempfile
 import time
-import warnings
 import weakref
 
 import keras
@@ -56,6 +55,7 @@ import numpy as np
 from singe_keras import distribute
 from singe_keras import export as export_lib
 from singe_keras import graph as graph_lib
+from singe_keras import user_warning
 from singe_keras.files import JsonRecord, write_atomically
 from singe_keras.plan import Plan
 from singe_keras.surgery import layer_from_config, rebuild
@@ -523,11 +523,11 @@ def build(
     graph = graph_lib.trace(model, ignored_layers)
     timed = timed_layers(graph)
     if any(graph.any_prunable(node.hidden) for node in graph.nodes):
-        warnings.warn(
+        user_warning.warn(
             "The latency tables do not time attention heads: their time is part "
             "of the constant, so removing a head saves no predicted millisecond "
             "and a latency target alone prunes no head (FLOPs and parameter "
-            "targets do).", stacklevel=2)
+            "targets do).")
     if not timed:
         raise ValueError(
             "The model has no layer whose latency depends on prunable channels "
@@ -789,7 +789,7 @@ def measures_here(latency_model):
 
 
 def corrected_plan(allocate, graph, latency_model, max_latency, original, original_ms,
-                   verbose, stacklevel=3, kept=None):
+                   verbose, kept=None):
     """A last plan, corrected until its rebuilt model measures at `max_latency`.
 
     `allocate(budget)` is the plan of a latency budget (ms), for `graph`,
@@ -836,12 +836,12 @@ def corrected_plan(allocate, graph, latency_model, max_latency, original, origin
     best = (max(fitting, key=lambda t: t["measured_ratio"]) if fitting
             else min(trials, key=lambda t: t["measured_ratio"]))
     if not fitting:
-        warnings.warn(
+        user_warning.warn(
             f"The pruned model measures {best['measured_ratio']:.3f} of the unpruned "
             f"model's latency against a target of {target:.3f}, after "
             f"{len(trials) - 1} corrections of the latency budget. The machine may be "
             "busy, or the target is too close to the smallest model: measure again, "
-            "or lower `target_latency`.", stacklevel=stacklevel)
+            "or lower `target_latency`.")
     corrections = [{k: v for k, v in t.items() if k not in ("plan", "model")} for t in trials]
     if verbose and len(trials) > 1:
         print("Latency budget corrected on measurements: " + ", ".join(
@@ -867,7 +867,7 @@ def _next_budget(trials, target):
     return proposal
 
 
-def measured_record(latency_model, model, predicted, target_ms, stacklevel=3, measured=None):
+def measured_record(latency_model, model, predicted, target_ms, measured=None):
     """A pruned model's prediction next to one measurement (`report.latency`).
 
     Measures `model` once with the latency model's timer (none if the tables
@@ -884,11 +884,11 @@ def measured_record(latency_model, model, predicted, target_ms, stacklevel=3, me
     elif latency_model.timer is not None:
         record["measured_ms"] = latency_model.measure(model)
         record["prediction_error"] = float(
-            check_prediction(predicted, record["measured_ms"], stacklevel + 1))
+            check_prediction(predicted, record["measured_ms"]))
     return record
 
 
-def check_prediction(predicted, measured, stacklevel=3):
+def check_prediction(predicted, measured):
     """Warns if a prediction misses the measured latency by more than 10%.
 
     Returns:
@@ -896,11 +896,10 @@ def check_prediction(predicted, measured, stacklevel=3):
     """
     error = (predicted - measured) / measured
     if abs(error) > 0.1:
-        warnings.warn(
+        user_warning.warn(
             f"The latency model predicted {predicted:.3f} ms for the pruned model; "
             f"LiteRT measured {measured:.3f} ms ({error:+.0%}). The machine may be "
             "busy (measure again), or the tables miss an effect of this model; see "
             "README, 'Pruning to a latency target'.",
-            stacklevel=stacklevel,
         )
     return error

@@ -503,8 +503,7 @@ def _named(logs):
 def _measured_latency(latency_model, model, report, max_latency, verbose, measured=None):
     """The report's `latency`: the pruned model's prediction next to one measurement."""
     record = latency_lib.measured_record(
-        latency_model, model, report.rounds[-1]["latency_ms"], max_latency, stacklevel=4,
-        measured=measured)
+        latency_model, model, report.rounds[-1]["latency_ms"], max_latency, measured=measured)
     if record["measured_ms"] is not None:
         line = (
             f"Latency - predicted {record['predicted_ms']:.3f} ms, measured "

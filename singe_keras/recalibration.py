@@ -8,7 +8,6 @@ re-estimates them on a few batches, as an exact average rather than a
 moving one.
 """
 
-import warnings
 
 import keras
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from singe_keras import data as data_lib
 from singe_keras import distribute
 from singe_keras import graph as graph_lib
+from singe_keras import user_warning
 
 
 class BatchNormStatistics(keras.Model):
@@ -151,10 +151,9 @@ def recalibrate_on(model, inputs):
         else:
             skipped.append(node.path)
     if skipped:
-        warnings.warn(
+        user_warning.warn(
             "These BatchNormalization layers are subclasses or use `renorm`, and "
             f"keep their moving statistics: {sorted(set(skipped))}.",
-            stacklevel=3,
         )
     layers = list({id(layer): layer for layer in layers}.values())
     if not layers:

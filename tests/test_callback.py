@@ -196,9 +196,11 @@ def test_early_stopping_before_the_last_event_is_reported():
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = True
 
-    with pytest.warns(UserWarning, match="fit stopped after 1 of PruningCallback's 3"):
+    with pytest.warns(UserWarning, match="fit stopped after 1 of PruningCallback's 3") as record:
         model.fit(x, y, epochs=5, batch_size=16, verbose=0,
                   callbacks=[callback, StopAfterFirstEpoch()])
+    # At the user's `fit` line, not inside Keras's trainer.
+    assert {w.filename for w in record if "fit stopped" in str(w.message)} == {__file__}
 
 
 def test_strip_keeps_the_compile_settings():

@@ -117,11 +117,20 @@ def _sandwich(middle):
 )
 def test_barrier_layers_stop_pruning_with_a_warning(middle, reason):
     model = _sandwich(middle)
-    with pytest.warns(UserWarning, match=f"middle.*{reason}"):
+    with pytest.warns(UserWarning, match=f"middle.*{reason}") as record:
         graph = singe_keras.trace(model)
+    assert {w.filename for w in record if "middle" in str(w.message)} == {__file__}
     names = {g.name for g in graph.groups}
     assert "before" not in names and "after" in names
     assert re.search(reason, graph.barriers["middle"])
+
+
+def test_barrier_warning_under_prune_names_the_line_that_called_prune():
+    model = _sandwich(L.Softmax(name="middle"))
+    with pytest.warns(UserWarning, match="middle.*softmax over the channel axis") as record:
+        singe_keras.prune(model, target_flops=0.8, criterion="l1", rounds=1,
+                          finetune_steps=0, verbose=0)
+    assert {w.filename for w in record if "middle" in str(w.message)} == {__file__}
 
 
 def test_channels_first_is_a_barrier():
