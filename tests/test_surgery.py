@@ -188,7 +188,9 @@ def test_backbone_used_as_a_layer_rebuilds_exactly():
     gated = singe_keras.GatedModel(graph)
     gated.set_plan(plan)
     x = zoo.sample_inputs(model, batch=2)
-    _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x))
+    # About 50 layers of random weights: the round-off depends on the CPU's
+    # kernels (1.1e-5 of the scale on an AMD EPYC); a missing gate is O(1).
+    _assert_close_to_scale(singe_keras.rebuild(graph, plan)(x), gated(x), tolerance=1e-4)
 
 
 def test_a_custom_block_called_twice_is_rebuilt_once_and_exactly():
