@@ -13,7 +13,6 @@ configs, so a model saved mid-training loads back with its pruned units.
 `strip(model)` then builds the physically smaller model.
 """
 
-
 import keras
 import numpy as np
 

@@ -8,7 +8,6 @@ re-estimates them on a few batches, as an exact average rather than a
 moving one.
 """
 
-
 import keras
 import numpy as np
 
