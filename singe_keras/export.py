@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from singe_keras import data as data_lib
+from singe_keras import internals
 from singe_keras import user_warning
 from singe_keras.files import atomic_output, write_atomically
 
@@ -373,16 +374,13 @@ def _verify(model, path, quantization, samples):
             f"{error:.3g} > {_FLOAT_TOLERANCE} on {len(samples)} samples. The file "
             "was not written."
         )
-    ops = []
-    if hasattr(interpreter, "_get_ops_details"):
-        ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
     return ExportResult(
         path=path,
         size_bytes=os.path.getsize(path),
         quantization=quantization,
         max_relative_error=error,
         top1_agreement=agreement,
-        ops=ops,
+        ops=internals.litert_op_names(interpreter),
         runs_with_xnnpack=_runs_with_xnnpack(path),
         inputs=_details(interpreter.get_input_details()),
         outputs=_details(interpreter.get_output_details()),

@@ -1,7 +1,7 @@
 """Warnings that point at the user's line, not at singe_keras's or Keras's."""
 
+import inspect
 import os
-import sys
 import warnings
 
 import keras
@@ -18,7 +18,7 @@ def warn(message, category=UserWarning):
     under a public function called directly. The line shown is also the one
     the `warnings` filters match (a warning shows once per line by default).
     """
-    frame, stacklevel = sys._getframe(1), 1
+    frame, stacklevel = inspect.currentframe().f_back, 1
     while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame, stacklevel = frame.f_back, stacklevel + 1
     warnings.warn(message, category, stacklevel=stacklevel + 1)

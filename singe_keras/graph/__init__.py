@@ -9,9 +9,8 @@ couple them (Add). Coupled labels form one *unit*; units whose channels are
 coupled with each other form a *coupling group* (docs/method.md, "Units,
 coupling groups, gates").
 
-This is the only module that reads Keras's private graph structures
-(`Functional._nodes_by_depth`, `Node.arguments`): everything else sees a
-`CouplingGraph`.
+Keras's private graph structures (`Functional._nodes_by_depth`) are read
+through `singe_keras.internals`; everything else sees a `CouplingGraph`.
 """
 
 import collections
@@ -21,6 +20,7 @@ import keras
 import numpy as np
 
 from singe_keras import handlers as handlers_lib
+from singe_keras import internals
 from singe_keras import user_warning
 
 
@@ -238,8 +238,8 @@ class Scope:
 def _function_of(model):
     """The `Functional` behind a functional or built Sequential model, else None."""
     if isinstance(model, keras.Sequential):
-        return model._functional
-    if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
+        return internals.sequential_function(model)
+    if internals.is_functional(model):
         return model
     return None
 
@@ -268,9 +268,7 @@ def _trace_call(layer, node):
     own weights (used outside sublayers) would become constants: such a
     layer stays a barrier, as does one whose call needs concrete values.
     """
-    inner = {
-        id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.weights
-    }
+    inner = {id(w) for w in internals.sublayer_weights(layer)}
     if any(id(w) not in inner for w in layer.weights):
         return None, "it has weights of its own (outside its sublayers)"
     args, kwargs = node.arguments.args, node.arguments.kwargs
@@ -311,10 +309,9 @@ def _arguments_of(node):
 
 def _ordered_nodes(function):
     """Keras's own execution order (`Function._run_through_graph`)."""
-    for depth in sorted(function._nodes_by_depth, reverse=True):
-        for node in function._nodes_by_depth[depth]:
-            if node.operation is not None and not node.is_input:
-                yield node
+    for node in internals.nodes_in_order(function):
+        if node.operation is not None and not node.is_input:
+            yield node
 
 
 class CouplingGraph:
@@ -431,14 +428,14 @@ class CouplingGraph:
             inputs=list(input_ids),
             outputs=[keys[id(kt)] for kt in function.outputs],
             input_specs=[
-                (kt._keras_history.operation.name, tuple(kt.shape), kt.dtype)
+                (internals.producing_operation(kt).name, tuple(kt.shape), kt.dtype)
                 for kt in inputs_kt
             ],
             input_structure=keras.tree.map_structure(
-                lambda kt: keys[id(kt)], function._inputs_struct
+                lambda kt: keys[id(kt)], internals.input_structure(function)
             ),
             output_structure=keras.tree.map_structure(
-                lambda kt: keys[id(kt)], function._outputs_struct
+                lambda kt: keys[id(kt)], internals.output_structure(function)
             ),
             items=items,
             call_node=call_node,
