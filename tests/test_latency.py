@@ -167,7 +167,7 @@ def test_scale_is_calibrated_on_whole_models(tmp_path, share):
 def test_whole_models_that_do_not_get_faster_make_a_latency_target_unreachable():
     model = staircase_model()
     latency_model = latency.build(model, timer=WholeModelsDiffer(0.0), cache_dir=None)
-    assert latency_model.scale == latency._MIN_SCALE
+    assert latency_model.scale == latency.tables._MIN_SCALE
     with pytest.raises(ValueError, match="cannot be reached"):
         singe_keras.prune(model, target_latency=0.5, latency_model=latency_model,
                           criterion="l1", rounds=1, finetune_steps=0, verbose=0)

@@ -621,7 +621,7 @@ def test_a_model_measured_slower_than_predicted_is_corrected_or_warns():
 
 
 def test_latency_budget_corrections_stay_in_the_bracket_of_the_trials():
-    from singe_keras.latency import _next_budget
+    from singe_keras.latency.target import _next_budget
 
     def trial(budget, ratio):
         return {"budget_ms": budget, "measured_ratio": ratio}

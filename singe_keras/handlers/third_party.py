@@ -3,7 +3,11 @@
 import math
 
 from singe_keras import internals
-from singe_keras.handlers.base import BarrierHandler, register_handler, register_handler_by_path
+from singe_keras.handlers.base import (
+    BarrierHandler,
+    register_handler,
+    register_handler_by_path,
+)
 from singe_keras.handlers.layers import ChannelwiseHandler, MergeHandler
 
 
