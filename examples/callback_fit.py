@@ -74,9 +74,9 @@ def main(argv=None):
 
     callback = singe_keras.PruningCallback(
         target_flops=args.target_flops,
-        data=(x_train[:args.score_samples], y_train[:args.score_samples]),
+        dataset=(x_train[:args.score_samples], y_train[:args.score_samples]),
         criterion=singe_keras.criteria.IntegratedGradients(samples=args.score_samples),
-        pruning_events=args.pruning_events,
+        rounds=args.pruning_events,
     )
     model.fit(train, epochs=args.epochs, validation_data=(x_test, y_test),
               callbacks=[callback], shuffle=False, verbose=2)

@@ -18,7 +18,6 @@ import math
 import numpy as np
 
 from singe_keras import cost as cost_lib
-from singe_keras import latency as latency_lib
 from singe_keras.plan import Plan
 
 NORMALIZATIONS = ("none", "mean", "max", "sum", "l2", "gaussian", "flops", "latency")
@@ -32,61 +31,6 @@ _GAUSSIAN_EPSILON = 1e-8
 def partial_target(total, target, fraction):
     """The cost `fraction` of the way from `total` to `target` (`None` stays `None`)."""
     return None if target is None else total - (total - target) * fraction
-
-
-def check_options(
-    target_flops, target_params, normalization, verbose, max_pruning_ratio=None,
-    target_latency=None, **integers
-):
-    """Validates the options `prune` and `PruningCallback` share.
-
-    Raises:
-        ValueError: naming the first bad option and the value received.
-    """
-    for name, target in (("target_flops", target_flops), ("target_params", target_params)):
-        absolute_target(name, target, 1)
-    latency_lib.target_milliseconds(target_latency, None)
-    if target_flops is None and target_params is None and target_latency is None:
-        raise ValueError(
-            "Give `target_flops` or `target_params` (a fraction in (0, 1] of "
-            "the model's, or an absolute count > 1), or `target_latency`. "
-            "Received none."
-        )
-    if normalization == "latency" and target_latency is None:
-        raise ValueError(
-            "normalization='latency' (relevance per millisecond saved) needs "
-            "`target_latency`. Received: target_latency=None"
-        )
-    for name, value in integers.items():
-        low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch",
-                             "recalibration_batches") else 1
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(
-                f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
-            )
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"`normalization` must be one of {list(NORMALIZATIONS)}. "
-            f"Received: normalization={normalization!r}"
-        )
-    if max_pruning_ratio is not None and (
-        isinstance(max_pruning_ratio, bool)
-        or not isinstance(max_pruning_ratio, (int, float, np.number))
-        or not 0 < max_pruning_ratio < 1
-    ):
-        raise ValueError(
-            "`max_pruning_ratio` must be a number in (0, 1) or None. "
-            f"Received: max_pruning_ratio={max_pruning_ratio!r}"
-        )
-    check_verbose(verbose, (0, 1, 2))
-
-
-def check_verbose(verbose, choices):
-    """Raises `ValueError` unless `verbose` is one of `choices` (ints)."""
-    if isinstance(verbose, bool) or verbose not in choices:
-        raise ValueError(
-            f"`verbose` must be one of {list(choices)}. Received: verbose={verbose!r}"
-        )
 
 
 def absolute_target(name, target, total):

@@ -16,15 +16,17 @@ configs, so a model saved mid-training loads back with its pruned units.
 import keras
 import numpy as np
 
-from singe_keras import allocation
+from singe_keras import checks
 from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distribute
+from singe_keras import engine as engine_lib
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
-from singe_keras import scoring
+from singe_keras import progress
+from singe_keras import recalibration
 from singe_keras import user_warning
 from singe_keras.gating import GatedModel
 from singe_keras.plan import Plan
@@ -69,12 +71,12 @@ class PruningCallback(keras.callbacks.Callback):
     """Prunes units on a schedule during the user's own `model.fit`.
 
     At the start of epochs `start_epoch`, `start_epoch + frequency`, ...
-    (`pruning_events` times), the units are scored with `criterion` on
-    `data`, and the lowest-ranked are masked to zero until the model's FLOPs
+    (`rounds` times), the units are scored with `criterion` on
+    `dataset`, and the lowest-ranked are masked to zero until the model's FLOPs
     (or parameters) reach the event's share of the target; the last event
     reaches the target. Training goes on with the masked units at zero. After
     `fit`, `singe_keras.strip(model)` returns the physically smaller model.
-    `fit` needs at least `start_epoch + (pruning_events - 1) * frequency + 1`
+    `fit` needs at least `start_epoch + (rounds - 1) * frequency + 1`
     epochs to reach the target; with fewer, the callback warns when training
     begins.
 
@@ -90,23 +92,26 @@ class PruningCallback(keras.callbacks.Callback):
     Under a `tf.distribute` strategy, scoring runs on the replicas of the
     strategy the model was created in, as `fit` does.
 
-    Unlike `singe_keras.prune`, the callback does not re-estimate BatchNorm
-    statistics after an event: every event is followed by at least one epoch
-    of the user's `fit`, whose training-mode passes re-estimate them with
-    the model's own momentum on the whole training stream (with the default
-    momentum 0.99, a few hundred steps replace them), while the callback
-    only holds the small scoring set. If your epochs are shorter than that,
-    call `singe_keras.recalibrate_batchnorm` before evaluating.
+    Attention heads are pruned as `prune` prunes them: a head's value
+    projection is masked, so that it adds nothing to the layer's output.
+    After each event, as after each of `prune`'s rounds, the BatchNorm
+    moving statistics are re-estimated on `recalibration_batches` batches
+    of `dataset` (`singe_keras.recalibrate_batchnorm`), so that the masked
+    model evaluates well at once; `fit`'s training passes then go on
+    updating them with the model's own momentum.
+
+    Each event is one step of the same `PruningEngine` that `prune`'s rounds
+    take: the same scoring, allocation and latency correction.
 
     Args:
         target_flops: keep at most this fraction in (0, 1] of the model's
             FLOPs, or this absolute count (> 1). Defaults to `None`.
         target_params: likewise for parameters. Defaults to `None`.
-        data: scoring data `(x, y)`, a batched `tf.data.Dataset` or a
+        dataset: scoring data `(x, y)`, a batched `tf.data.Dataset` or a
             `keras.utils.PyDataset`; not needed by magnitude criteria.
             Defaults to `None`.
         criterion: see `singe_keras.prune`. Defaults to `"singe"`.
-        pruning_events: how many times to prune. Defaults to `4`.
+        rounds: how many times to prune (pruning events). Defaults to `4`.
         start_epoch: epoch of the first event. Defaults to `0`.
         frequency: epochs between events. Defaults to `1`.
         normalization, min_units, round_to, max_pruning_ratio, ignored_layers:
@@ -125,11 +130,18 @@ class PruningCallback(keras.callbacks.Callback):
             and a prediction more than 10% off warns); `callback.latency`
             holds the prediction next to the measurement and the
             corrections. Defaults to `None`.
+        recalibration_batches: batches of `dataset` (of `recalibration_batch_size`
+            rows, for arrays) that BatchNorm statistics are re-estimated on
+            after each event; 0 turns it off. Defaults to `20`.
+        recalibration_batch_size: rows per batch when `dataset` holds arrays.
+            Defaults to `32`.
+        data, pruning_events: the former names of `dataset` and `rounds`,
+            deprecated.
 
     Example:
 
     ```python
-    callback = singe_keras.PruningCallback(target_flops=0.5, data=(x[:256], y[:256]))
+    callback = singe_keras.PruningCallback(target_flops=0.5, dataset=(x[:256], y[:256]))
     model.fit(x, y, epochs=6, callbacks=[callback])
     small = singe_keras.strip(model)
     ```
@@ -139,9 +151,9 @@ class PruningCallback(keras.callbacks.Callback):
         self,
         target_flops: float | None = None,
         target_params: float | None = None,
-        data=None,
+        dataset=None,
         criterion: str | dict | type | criteria_lib.Criterion = "singe",
-        pruning_events: int = 4,
+        rounds: int = 4,
         start_epoch: int = 0,
         frequency: int = 1,
         normalization: str | None = None,
@@ -152,37 +164,48 @@ class PruningCallback(keras.callbacks.Callback):
         verbose: int = 1,
         target_latency: float | str | None = None,
         latency_model: "dict | latency_lib.LatencyModel | None" = None,
+        recalibration_batches: int = 20,
+        recalibration_batch_size: int = 32,
+        *,
+        data=None,
+        pruning_events: int | None = None,
     ) -> None:
         super().__init__()
-        self.criterion = criteria_lib.get(criterion)
-        if normalization is None:
-            normalization = self.criterion.normalization if target_latency is None else "latency"
-        allocation.check_options(
+        dataset = checks.renamed("PruningCallback", "dataset", dataset, "data", data)
+        rounds = checks.renamed("PruningCallback", "rounds", rounds, "pruning_events",
+                                pruning_events, default=4)
+        self.criterion, normalization = engine_lib.resolve_criterion(
+            criterion, normalization, target_latency)
+        checks.check_options(
             target_flops, target_params, normalization, verbose, max_pruning_ratio,
-            target_latency, pruning_events=pruning_events, start_epoch=start_epoch, frequency=frequency,
-            min_units=min_units, round_to=round_to,
+            target_latency, rounds=rounds, start_epoch=start_epoch,
+            frequency=frequency, min_units=min_units, round_to=round_to,
+            recalibration_batches=recalibration_batches,
+            recalibration_batch_size=recalibration_batch_size,
         )
-        if self.criterion.needs_data and data is None:
+        if self.criterion.needs_data and dataset is None:
             raise ValueError(
                 f"The {self.criterion.name!r} criterion needs scoring data: pass "
-                f"`data=(x, y)`, or use a criterion that needs none ({criteria_lib.data_free()})."
+                f"`dataset=(x, y)`, or use a criterion that needs none ({criteria_lib.data_free()})."
             )
         latency_lib.check_latency_model(latency_model)
         self.target_flops, self.target_params = target_flops, target_params
         self.target_latency, self.latency_model = target_latency, latency_model
         self.latency = None
-        self.data = data
-        self.pruning_events, self.start_epoch, self.frequency = (
-            pruning_events, start_epoch, frequency)
+        self.dataset = dataset
+        self.rounds, self.start_epoch, self.frequency = rounds, start_epoch, frequency
         self.normalization, self.min_units, self.round_to = normalization, min_units, round_to
         self.max_pruning_ratio = max_pruning_ratio
         self.ignored_layers = ignored_layers
         self.verbose = verbose
+        self.recalibration_batches = recalibration_batches
+        self.recalibration_batch_size = recalibration_batch_size
 
     def on_train_begin(self, logs=None):
         self._events_done = 0
+        if self.dataset is not None:
+            data_lib.check_data(self.dataset, self.model)
         graph = graph_lib.CouplingGraph(self.model, self.ignored_layers)
-        ignored = graph.ignored_layers
         unmaskable = _unmaskable_layers(graph)
         if unmaskable:
             user_warning.warn(
@@ -190,36 +213,18 @@ class PruningCallback(keras.callbacks.Callback):
                 "weights to mask, so PruningCallback does not prune their "
                 f"units: {unmaskable}. (`singe_keras.prune` can.)",
             )
-        heads = [n.path for n in graph.layer_nodes() if graph.any_prunable(n.hidden)]
-        if heads:
-            user_warning.warn(
-                "PruningCallback does not mask hidden units (attention heads) yet, so "
-                f"it keeps every head of: {heads}. (`singe_keras.prune` prunes them.)",
-            )
-        if unmaskable or heads:
-            graph = graph_lib.CouplingGraph(self.model, ignored + unmaskable + heads, warn=False)
-        if self.data is not None:
-            data_lib.check_data(self.data, self.model)
-        original = cost_lib.count_costs(graph)
-        self._targets = (
-            allocation.absolute_target("target_flops", self.target_flops, original.flops),
-            allocation.absolute_target("target_params", self.target_params, original.params),
+            graph = graph_lib.CouplingGraph(self.model, graph.ignored_layers + unmaskable,
+                                            warn=False)
+        self._engine = engine_lib.PruningEngine(
+            graph, self.criterion, self.dataset, self.rounds,
+            target_flops=self.target_flops, target_params=self.target_params,
+            target_latency=self.target_latency, latency_model=self.latency_model,
+            normalization=self.normalization, min_units=self.min_units,
+            round_to=self.round_to, max_pruning_ratio=self.max_pruning_ratio,
+            verbose=self.verbose,
         )
-        allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
-                                   self.max_pruning_ratio, ignored)
-        self._latency_model = self._original_ms = self._max_latency = None
-        if self.target_latency is not None:
-            self._latency_model = latency_lib.get(self.latency_model, self.model,
-                                                  self.ignored_layers, min(self.verbose, 1))
-            self._original_ms = self._latency_model.predict(graph)
-            self._max_latency = latency_lib.target_milliseconds(self.target_latency,
-                                                                self._original_ms)
-            allocation.check_reachable(graph, *self._targets, self.min_units, self.round_to,
-                                       self.max_pruning_ratio, ignored, self._max_latency,
-                                       self._latency_model)
         self._warned_of_missing_events = self._warn_of_missing_events(
             (self.params or {}).get("epochs"))
-        self._graph, self._original = graph, original
         # In the model's strategy: scoring splits its batches over the replicas.
         with distribute.model_scope(self.model):
             self._gated = GatedModel(graph)  # one per fit: scoring traces once
@@ -229,26 +234,26 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _warn_of_missing_events(self, epochs):
         """Warns if `fit`'s `epochs` end before the last event; returns whether it did."""
-        last_epoch = self.start_epoch + (self.pruning_events - 1) * self.frequency
+        last_epoch = self.start_epoch + (self.rounds - 1) * self.frequency
         if epochs is None or last_epoch < epochs:
             return False
         possible = max(0, (epochs - self.start_epoch - 1) // self.frequency + 1)
         user_warning.warn(
-            f"PruningCallback prunes at the start of {self.pruning_events} epochs, the "
+            f"PruningCallback prunes at the start of {self.rounds} epochs, the "
             f"last one epoch {last_epoch}, but fit runs {epochs} epoch{'' if epochs == 1 else 's'}: "
-            f"{self.pruning_events - possible} pruning events will not happen and the "
+            f"{self.rounds - possible} pruning events will not happen and the "
             "model will not reach its target. Pass `epochs="
             f"{last_epoch + 1}` (or more) to fit"
-            + (f", or `pruning_events={possible}` to the callback." if possible else ".")
+            + (f", or `rounds={possible}` to the callback." if possible else ".")
             + " Events happen at epochs `start_epoch + i * frequency`.",
         )
         return True
 
     def on_train_end(self, logs=None):
-        if self._events_done < self.pruning_events and not self._warned_of_missing_events:
+        if self._events_done < self.rounds and not self._warned_of_missing_events:
             user_warning.warn(
                 f"fit stopped after {self._events_done} of PruningCallback's "
-                f"{self.pruning_events} pruning events (early stopping?): the model "
+                f"{self.rounds} pruning events (early stopping?): the model "
                 "has not reached its target.",
             )
 
@@ -256,94 +261,74 @@ class PruningCallback(keras.callbacks.Callback):
         event = (epoch - self.start_epoch) // self.frequency + 1
         if epoch < self.start_epoch or (epoch - self.start_epoch) % self.frequency:
             return
-        if event > self.pruning_events:
+        if event > self.rounds:
             return
         self._prune(event)
         self._events_done = event
 
     def _prune(self, event):
         """Masks units until the costs reach the event's share of the target."""
-        graph, (max_flops, max_params) = self._graph, self._targets
-        fraction = event / self.pruning_events
-        kept = _kept_units(graph, self._masks)
-        try:
-            with distribute.model_scope(self.model):
-                relevance = scoring.score(self._gated, self.data, self.criterion,
-                                          verbose=int(self.verbose == 1)).flat()
-        except ValueError as error:
-            raise ValueError(
-                f"PruningCallback, pruning event {event}/{self.pruning_events}: {error}"
-            ) from error
-
-        def allocate(max_latency):
-            return allocation.allocate(
-                graph, relevance,
-                allocation.partial_target(self._original.flops, max_flops, fraction),
-                allocation.partial_target(self._original.params, max_params, fraction),
-                self.normalization, self.min_units, self.round_to, self.max_pruning_ratio,
-                kept_units=kept,  # pruned units stay pruned
-                max_latency=max_latency, latency_model=self._latency_model,
-            )
-
-        max_latency = allocation.partial_target(self._original_ms, self._max_latency, fraction)
-        last = event == self.pruning_events
-        measured = corrections = None
-        if last and latency_lib.measures_here(self._latency_model):
-            # Timed against a copy of the unpruned model (the one being
-            # trained is whole too, but lives in its strategy, mid-fit).
-            plan, _, measured, corrections = latency_lib.corrected_plan(
-                allocate, graph, self._latency_model, max_latency,
-                rebuild(graph, Plan.full(graph)), self._original_ms, self.verbose,
-                kept=Plan.from_mask(graph, kept))
-        else:
-            plan = allocate(max_latency)
-        _set_masks(graph, self._masks, plan.mask(graph).astype(bool))
-        predicted = (
-            None if self._latency_model is None else self._latency_model.predict(graph, plan))
-        if self.verbose:
-            flops = cost_lib.count_flops(graph, plan)
-            latency = "" if predicted is None else (
-                f" - latency {predicted:.3f} ms predicted of {self._original_ms:.3f} ms")
-            print(
-                f"PruningCallback: FLOPs {flops / 1e6:,.2f}M of "
-                f"{self._original.flops / 1e6:,.2f}M{latency} - kept {plan.num_kept} of "
-                f"{graph.num_units} units",
-                flush=True,
-            )
-        if predicted is not None and last:
-            self.latency = latency_lib.measured_record(
-                self._latency_model, strip(self.model) if measured is None else None,
-                predicted, self._max_latency, measured=measured)
-            if corrections is not None:
-                self.latency["corrections"] = corrections
-            if self.verbose and self.latency["measured_ms"] is not None:
-                print(f"PruningCallback: latency measured {self.latency['measured_ms']:.3f} ms "
-                      f"(predicted {predicted:.3f} ms)", flush=True)
+        engine = self._engine
+        graph = engine.graph
+        step = engine.step(event, self._gated,
+                           f"PruningCallback, pruning event {event}/{self.rounds}",
+                           kept=_kept_units(graph, self._masks))  # pruned units stay pruned
+        _set_masks(graph, self._masks, step.plan.mask(graph).astype(bool))
+        if self.recalibration_batches and self.dataset is not None:
+            recalibration.recalibrate_on(self.model, data_lib.input_batches(
+                self.dataset, self.recalibration_batch_size, self.recalibration_batches))
+        predicted = (None if engine.latency_model is None
+                     else engine.latency_model.predict(graph, step.plan))
+        flops = cost_lib.count_flops(graph, step.plan)
+        latency = "" if predicted is None else (
+            f" - latency {predicted:.3f} ms predicted of {engine.original_ms:.3f} ms")
+        progress.report(
+            f"PruningCallback: FLOPs {flops / 1e6:,.2f}M of "
+            f"{engine.original.flops / 1e6:,.2f}M{latency} - kept {step.plan.num_kept} of "
+            f"{graph.num_units} units", self.verbose)
+        if predicted is not None and event == self.rounds:
+            self.latency = engine.latency_record(
+                predicted, strip(self.model) if step.measured_ms is None else None, step)
 
 
 def _mask_targets(graph):
-    """Per layer (once), `(node, weight attribute, constraint attribute, axis)`.
+    """Per layer (once), `(tensor, layer, weight path, constraint attribute, axis)`.
 
-    The constraint attribute is `None` for a weight the optimizer does not
-    train (a moving mean): its mask is applied at each pruning event only.
+    `tensor` is the output (or hidden unit axis) whose units the weight
+    makes. The constraint attribute is `None` for a weight whose layer
+    config does not save a constraint of its own (a moving mean, whose mask
+    is applied at each pruning event only, or a sublayer's weight).
     """
     for node in graph.layer_nodes():
+        handler, layer = node.handler, node.layer
+        targets = []
         if (graph.unit_indices(node.outputs[0]) >= 0).any():
-            for attribute, constraint, axis in node.handler.output_parameters(node.layer):
-                if getattr(node.layer, attribute, None) is not None:
-                    yield node, attribute, constraint, axis
+            targets += [(node.outputs[0], p) for p in handler.output_parameters(layer)]
+        for tensor, parameters in zip(node.hidden, handler.hidden_parameters(layer)):
+            if graph.any_prunable([tensor]):
+                targets += [(tensor, p) for p in parameters]
+        for tensor, (path, constraint, axis) in targets:
+            if _weight(layer, path) is not None:
+                yield tensor, layer, path, constraint, axis
+
+
+def _weight(layer, path):
+    """The weight at `path` (`"kernel"`, `"value_dense.kernel"`), or `None`."""
+    for name in path.split("."):
+        layer = getattr(layer, name, None)
+    return layer
 
 
 def _install_masks(graph):
     """Gives every maskable weight a `UnitMask` (reusing one a loaded model has)."""
     masks = []
-    for node, attribute, constraint_attribute, axis in _mask_targets(graph):
-        variable = getattr(node.layer, attribute)
+    for tensor, layer, path, constraint_attribute, axis in _mask_targets(graph):
+        variable = _weight(layer, path)
         constraint = variable.constraint
         if not isinstance(constraint, UnitMask):
             constraint = UnitMask(np.ones(variable.shape[axis]), axis, constraint)
-            _set_constraint(node.layer, variable, constraint_attribute, constraint)
-        masks.append((node, variable, constraint))
+            _set_constraint(layer, variable, constraint_attribute, constraint)
+        masks.append((tensor, variable, constraint))
     # A loaded model brings the masks of its configs, not of its moving means.
     _set_masks(graph, masks, _kept_units(graph, masks))
     return masks
@@ -356,9 +341,9 @@ def _set_constraint(layer, variable, constraint_attribute, constraint):
 
 
 def _set_masks(graph, masks, kept_units):
-    for node, variable, constraint in masks:
+    for tensor, variable, constraint in masks:
         channels = np.zeros(variable.shape[constraint.axis], "float32")
-        channels[graph.kept_channels(node.outputs[0], kept_units)] = 1.0
+        channels[graph.kept_channels(tensor, kept_units)] = 1.0
         constraint.mask.assign(channels)
         variable.assign(constraint(variable))
 
@@ -366,8 +351,8 @@ def _set_masks(graph, masks, kept_units):
 def _kept_units(graph, masks):
     """Units whose channels are all unmasked."""
     kept = np.ones(graph.num_units, bool)
-    for node, _, constraint in masks:
-        units = graph.unit_indices(node.outputs[0])
+    for tensor, _, constraint in masks:
+        units = graph.unit_indices(tensor)
         zero = (keras.ops.convert_to_numpy(constraint.mask) == 0) & (units >= 0)
         kept[units[zero]] = False
     return kept
@@ -430,18 +415,17 @@ def strip(model: keras.Model) -> keras.Model:
     """
     graph = graph_lib.CouplingGraph(model, warn=False)
     masks = [
-        (node, getattr(node.layer, attribute), getattr(node.layer, attribute).constraint)
-        for node, attribute, _, _ in _mask_targets(graph)
-        if isinstance(getattr(node.layer, attribute).constraint, UnitMask)
+        (tensor, _weight(layer, path), _weight(layer, path).constraint)
+        for tensor, layer, path, _, _ in _mask_targets(graph)
+        if isinstance(_weight(layer, path).constraint, UnitMask)
     ]
     small = rebuild(graph, Plan.from_mask(graph, _kept_units(graph, masks)))
-    for node, attribute, constraint_attribute, _ in _mask_targets(
+    for _, layer, path, constraint_attribute, _ in _mask_targets(
         graph_lib.CouplingGraph(small, warn=False)
     ):
-        variable = getattr(node.layer, attribute)
+        variable = _weight(layer, path)
         if isinstance(variable.constraint, UnitMask):
-            _set_constraint(node.layer, variable, constraint_attribute,
-                            variable.constraint.inner)
+            _set_constraint(layer, variable, constraint_attribute, variable.constraint.inner)
     if model.compiled:
         _compile_like(small, model)
     return small

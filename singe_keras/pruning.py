@@ -11,30 +11,27 @@ fine-tunes a physically smaller model (cheaper), and the returned model is
 the last rebuild.
 """
 
-import logging
 import time
 
 import keras
 import numpy as np
 
-from singe_keras import allocation
 from singe_keras import checkpoint as checkpoint_lib
+from singe_keras import checks
 from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
 from singe_keras import distribute
+from singe_keras import engine as engine_lib
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
+from singe_keras import progress
 from singe_keras import recalibration
-from singe_keras import scoring
 from singe_keras.plan import Plan
 from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
-
-logger = logging.getLogger(__name__)
-
 
 def prune(
     model: keras.Model,
@@ -164,7 +161,7 @@ def prune(
         verbose: 0 (silent), 1 (per round: Keras progress bars of the
             scoring passes and of the fine-tuning steps, then a summary
             line) or 2 (the summary line only, as `fit`'s one line per
-            epoch). The summary lines also go to the `singe_keras.pruning`
+            epoch). The summary lines also go to the `singe_keras`
             logger. Defaults to `1`.
         return_report: also return a `PruningReport`. Defaults to `False`.
         checkpoint_dir: after every round, the state is written there
@@ -213,52 +210,19 @@ def prune(
                                rounds=4, finetune_steps=200, seed=0)
     ```
     """
-    criterion = criteria_lib.get(criterion)
-    if normalization is None:
-        normalization = criterion.normalization if target_latency is None else "latency"
+    criterion, normalization = engine_lib.resolve_criterion(
+        criterion, normalization, target_latency)
     distillation = distillation_lib.get(distillation)
-    allocation.check_options(
+    checks.check_options(
         target_flops, target_params, normalization, verbose, max_pruning_ratio,
         target_latency, rounds=rounds,
         finetune_steps=finetune_steps, final_epochs=final_epochs, batch_size=batch_size,
         min_units=min_units, round_to=round_to, recalibration_batches=recalibration_batches,
     )
     latency_lib.check_latency_model(latency_model)
-    graph = graph_lib.trace(model, ignored_layers)
-    original = cost_lib.count_costs(graph)
-    max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
-    max_params = allocation.absolute_target("target_params", target_params, original.params)
     training = finetune_steps > 0 or final_epochs > 0
-    if training and distribute.is_multi_worker():
-        raise ValueError(
-            "Keras's `fit` does not run under a multi-worker strategy (Keras "
-            f"{keras.__version__}; keras-team/keras#20585), and `prune` fine-tunes "
-            "with it. Under a MultiWorkerMirroredStrategy, prune with "
-            "finetune_steps=0 and final_epochs=0 (scoring is distributed), or "
-            "use a MirroredStrategy on one host. Received: "
-            f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
-        )
-    if (target_latency is not None and distribute.is_multi_worker()
-            and not isinstance(latency_model, latency_lib.LatencyModel)):
-        raise ValueError(
-            "Under a multi-worker strategy every worker must plan with the same "
-            "latency tables, and tables timed on each worker differ: build the "
-            "latency model first (`singe_keras.latency.build`, then `save`) and "
-            "pass `latency_model=singe_keras.LatencyModel.load(path)`. Received: "
-            f"latency_model={latency_model!r}"
-        )
-    if (criterion.needs_data or training) and dataset is None:
-        raise ValueError(
-            f"`dataset` is needed to score with {criterion.name!r} and to "
-            "fine-tune. Pass training data, or use a criterion that needs none "
-            f"({criteria_lib.data_free()}) with finetune_steps=0 and final_epochs=0."
-        )
-    labelled = True
-    if dataset is not None:
-        data_lib.check_data(dataset, model, "dataset", targets=False)
-        labelled = data_lib.has_targets(dataset)
-    if validation_data is not None:
-        data_lib.check_data(validation_data, model, "validation_data")
+    _check_distribution(training, finetune_steps, final_epochs, target_latency, latency_model)
+    labelled = _check_data(model, dataset, validation_data, criterion, training)
     uses_teacher = not labelled and (training or criterion.needs_loss)
     if uses_teacher and distillation is None:
         distillation = distillation_lib.Distillation()  # the only target there is
@@ -267,43 +231,144 @@ def prune(
         validation_data is not None
         or (labelled and (training or (criterion.needs_loss and criterion.loss is None))),
     )
-    teacher = distillation_loss = None
-    if distillation is not None:
-        teacher = distillation.teacher or model
-        distillation_lib.check_teacher(teacher, model)
-        distillation_loss = distillation.loss(compile_settings["loss"])
+    fine_tuning = _FineTuning(model, dataset, labelled, compile_settings, optimizer_step,
+                              distillation, batch_size, seed, verbose)
     scoring_data, scoring_criterion = dataset, criterion
     if uses_teacher and criterion.needs_loss:
-        scoring_data = data_lib.Labelled(dataset, distillation_lib.teacher_outputs(teacher))
-        scoring_criterion = _with_loss(criterion, distillation_loss)
-    # Fails now, with the smallest reachable costs, if the target is impossible.
-    allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
-                               max_pruning_ratio, graph.ignored_layers)
-    original_ms = max_latency = None
-    if target_latency is not None:
-        latency_model = latency_lib.get(latency_model, model, ignored_layers, min(verbose, 1))
-        original_ms = latency_model.predict(graph)
-        max_latency = latency_lib.target_milliseconds(target_latency, original_ms)
-        allocation.check_reachable(graph, max_flops, max_params, min_units, round_to,
-                                   max_pruning_ratio, graph.ignored_layers, max_latency,
-                                   latency_model)
-    else:
-        latency_model = None
-    original_sizes = {g.name: g.size for g in graph.groups}
-    measured_target = latency_lib.measures_here(latency_model)
-    measured_ms = corrections = None  # the last round's, when it corrects on measurements
+        scoring_data = data_lib.Labelled(dataset, distillation_lib.teacher_outputs(
+            fine_tuning.teacher))
+        scoring_criterion = _with_loss(criterion, fine_tuning.distillation_loss)
+    engine = engine_lib.PruningEngine(
+        graph_lib.trace(model, ignored_layers), scoring_criterion, scoring_data, rounds,
+        target_flops=target_flops, target_params=target_params,
+        target_latency=target_latency, latency_model=latency_model,
+        normalization=normalization, min_units=min_units, round_to=round_to,
+        max_pruning_ratio=max_pruning_ratio, verbose=verbose,
+    )
+    latency_model = engine.latency_model
+    settings = _settings(engine, criterion, distillation, compile_settings, optimizer_step,
+                         labelled, target_latency=target_latency, rounds=rounds,
+                         finetune_steps=finetune_steps, final_epochs=final_epochs,
+                         batch_size=batch_size, normalization=normalization,
+                         min_units=min_units, round_to=round_to,
+                         max_pruning_ratio=max_pruning_ratio, seed=seed,
+                         recalibration_batches=recalibration_batches,
+                         ignored_layers=[getattr(x, "name", x) for x in ignored_layers or ()])
+    checkpoint = (
+        checkpoint_lib.Checkpoint(checkpoint_dir, checkpoint_lib.fingerprint(model, settings))
+        if checkpoint_dir else None
+    )
+    current, report, first_round = _start(engine, checkpoint)
+    compiling.compile_fresh(current, compile_settings, optimizer_step)
+    if first_round == 1 and validation_data is not None:
+        report.original["metrics"] = _named(_evaluate(current, validation_data, batch_size))
+    original = engine.original
 
-    settings = {
-        "target_flops": max_flops, "target_params": max_params,
-        # As given: the milliseconds depend on a timing that a re-run repeats.
-        "target_latency": target_latency,
+    step = None
+    for round_index in range(first_round, rounds + 1):
+        started = time.perf_counter()
+        if seed is not None:
+            keras.utils.set_random_seed(seed + round_index)
+        stage = f"Round {round_index}/{rounds}"
+        graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
+        if verbose == 1 and (scoring_criterion.shows_progress or finetune_steps):
+            print(stage, flush=True)  # the bars' title
+        step = engine.step(round_index, graph, stage, reference=model)
+        current = step.model or rebuild(graph, step.plan)
+        report.record_plan(graph, step.plan)
+        if recalibration_batches and dataset is not None:
+            fine_tuning.recalibrate(current, round_index, finetune_steps, recalibration_batches)
+        logs = fine_tuning.round(current, round_index, finetune_steps)
+        if finetune_steps:
+            _check_loss(logs, stage)
+        if validation_data is not None:
+            logs.update(_evaluate(current, validation_data, batch_size))
+        entry = _round_entry(round_index, graph, step, logs, started, latency_model,
+                             fine_tuning.learning_rate if finetune_steps else None)
+        report.rounds.append(entry)
+        round_flops, _, round_latency = engine.targets(round_index)
+        _progress(verbose, stage, entry, round_flops, original, round_latency)
+        if checkpoint:
+            checkpoint.save(current, report, round_index)
+
+    if latency_model is not None and report.latency is None:
+        report.latency = engine.latency_record(report.rounds[-1]["latency_ms"], current, step)
+    if final_epochs:
+        if seed is not None:
+            keras.utils.set_random_seed(seed + rounds + 1)
+        _final_fine_tuning(fine_tuning, current, report, rounds * finetune_steps, final_epochs,
+                           validation_data, original, verbose)
+    return (current, report) if return_report else current
+
+
+def _round_entry(round_index, graph, step, logs, started, latency_model, learning_rate):
+    """The report's record of one round."""
+    cost = cost_lib.count_costs(graph, step.plan)  # = the rebuilt model's, without re-tracing it
+    entry = {
+        "round": round_index,
+        "flops": cost.flops,
+        "params": cost.params,
+        "units_removed": graph.num_units - step.plan.num_kept,
+        "metrics": _named(logs),
+        "scoring_seconds": step.scoring_seconds,
+        "seconds": time.perf_counter() - started,
+    }
+    if latency_model is not None:
+        entry["latency_ms"] = latency_model.predict(graph, step.plan)
+    if learning_rate is not None:
+        entry["learning_rate"] = learning_rate
+    return entry
+
+
+def _start(engine, checkpoint):
+    """`(model, report, first round)`: a copy of the unpruned model, or the checkpoint's."""
+    state = checkpoint.load() if checkpoint else None
+    if state is not None:
+        if engine.latency_model is not None:  # the latency the interrupted run started from
+            engine.set_original_latency(state[1].original["latency_ms"])
+        progress.logger.info("Resuming from %s after round %d.", checkpoint.directory,
+                             state[2] - 1)
+        return state
+    graph, original = engine.graph, engine.original
+    report = PruningReport.start(graph, original.flops, original.params)
+    if engine.latency_model is not None:
+        report.original["latency_ms"] = engine.original_ms
+    return rebuild(graph, Plan.full(graph)), report, 1  # a copy: the model stays as it is
+
+
+def _final_fine_tuning(fine_tuning, model, report, step, epochs, validation_data, original,
+                       verbose):
+    """`epochs` epochs of fine-tuning after the last round, recorded in `report`."""
+    started = time.perf_counter()
+    logs = fine_tuning.epochs(model, step, epochs)
+    _check_loss(logs, "Final fine-tuning")
+    if validation_data is not None:
+        logs.update(_evaluate(model, validation_data, fine_tuning.batch_size))
+    last = report.rounds[-1]
+    entry = {
+        "round": "final",
+        "flops": last["flops"],
+        "params": last["params"],
+        **({"latency_ms": last["latency_ms"]} if "latency_ms" in last else {}),
+        "units_removed": 0,
+        "metrics": _named(logs),
+        "learning_rate": fine_tuning.learning_rate,
+        "seconds": time.perf_counter() - started,
+    }
+    report.rounds.append(entry)
+    _progress(verbose, f"Final fine-tuning ({epochs} epochs)", entry, None, original)
+
+
+def _settings(engine, criterion, distillation, compile_settings, optimizer_step, labelled,
+              **arguments):
+    """What makes a call the same call: its checkpoint is resumed only by the same."""
+    latency_model = engine.latency_model
+    return {
+        **arguments,
+        "target_flops": engine.max_flops, "target_params": engine.max_params,
+        # target_latency as given: the milliseconds depend on a timing that a re-run repeats.
         "latency_runtime": latency_model.runtime if latency_model else None,
-        "criterion": criteria_lib.serialize(criterion), "rounds": rounds,
-        "finetune_steps": finetune_steps, "final_epochs": final_epochs,
-        "batch_size": batch_size, "normalization": normalization,
-        "min_units": min_units, "round_to": round_to, "max_pruning_ratio": max_pruning_ratio,
-        "ignored_layers": [getattr(x, "name", x) for x in ignored_layers or ()],
-        "seed": seed, "recalibration_batches": recalibration_batches,
+        "criterion": criteria_lib.serialize(criterion),
         "labelled": labelled,
         "distillation": distillation.get_config() if distillation else None,
         "teacher": (
@@ -314,137 +379,124 @@ def prune(
         "compile": keras.saving.serialize_keras_object(compile_settings),
         "optimizer_step": optimizer_step,
     }
-    checkpoint = (
-        checkpoint_lib.Checkpoint(checkpoint_dir, checkpoint_lib.fingerprint(model, settings))
-        if checkpoint_dir else None
-    )
-    state = checkpoint.load() if checkpoint else None
-    if state is None:
-        current = rebuild(graph, Plan.full(graph))  # a copy: `model` stays as it is
-        report = PruningReport.start(graph, original.flops, original.params)
-        if latency_model is not None:
-            report.original["latency_ms"] = original_ms
-        first_round = 1
-    else:
-        current, report, first_round = state
-        if latency_model is not None:  # the latency the interrupted run started from
-            original_ms = report.original["latency_ms"]
-            max_latency = latency_lib.target_milliseconds(target_latency, original_ms)
-        logger.info("Resuming from %s after round %d.", checkpoint_dir, first_round - 1)
-    compiling.compile_fresh(current, compile_settings, optimizer_step)
-    if state is None and validation_data is not None:
-        report.original["metrics"] = _named(_evaluate(current, validation_data, batch_size))
 
-    def trainer(step):
-        """`current`, compiled to continue the schedule at `step`, or its distiller."""
-        optimizer = compiling.compile_fresh(current, compile_settings, optimizer_step + step)
-        if distillation is None:
-            return current
-        alpha = distillation.alpha if labelled else 0.0
-        distiller = distillation_lib.Distiller(current, teacher, distillation_loss, 1.0 - alpha)
+
+def _check_data(model, dataset, validation_data, criterion, training):
+    """Checks the data arguments; returns whether `dataset` holds labels."""
+    if (criterion.needs_data or training) and dataset is None:
+        raise ValueError(
+            f"`dataset` is needed to score with {criterion.name!r} and to "
+            "fine-tune. Pass training data, or use a criterion that needs none "
+            f"({criteria_lib.data_free()}) with finetune_steps=0 and final_epochs=0."
+        )
+    if validation_data is not None:
+        data_lib.check_data(validation_data, model, "validation_data")
+    if dataset is None:
+        return True
+    data_lib.check_data(dataset, model, "dataset", targets=False)
+    return data_lib.has_targets(dataset)
+
+
+def _check_distribution(training, finetune_steps, final_epochs, target_latency, latency_model):
+    """Refuses what cannot run under a multi-worker strategy."""
+    if not distribute.is_multi_worker():
+        return
+    if training:
+        raise ValueError(
+            "Keras's `fit` does not run under a multi-worker strategy (Keras "
+            f"{keras.__version__}; keras-team/keras#20585), and `prune` fine-tunes "
+            "with it. Under a MultiWorkerMirroredStrategy, prune with "
+            "finetune_steps=0 and final_epochs=0 (scoring is distributed), or "
+            "use a MirroredStrategy on one host. Received: "
+            f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
+        )
+    if target_latency is not None and not isinstance(latency_model, latency_lib.LatencyModel):
+        raise ValueError(
+            "Under a multi-worker strategy every worker must plan with the same "
+            "latency tables, and tables timed on each worker differ: build the "
+            "latency model first (`singe_keras.latency.build`, then `save`) and "
+            "pass `latency_model=singe_keras.LatencyModel.load(path)`. Received: "
+            f"latency_model={latency_model!r}"
+        )
+
+
+class _FineTuning:
+    """How `prune` fine-tunes: the round's slice of the stream, the schedule, distillation.
+
+    Each round compiles a fresh optimizer whose learning-rate schedule
+    continues at the round's step; with `distillation`, the model is
+    trained through a `Distiller` with the teacher.
+    """
+
+    def __init__(self, model, dataset, labelled, compile_settings, optimizer_step,
+                 distillation, batch_size, seed, verbose):
+        self.dataset, self.labelled, self.distillation = dataset, labelled, distillation
+        self.compile_settings, self.optimizer_step = compile_settings, optimizer_step
+        self.batch_size, self.seed, self.verbose = batch_size, seed, int(verbose == 1)
+        self.teacher = self.distillation_loss = None
+        if distillation is not None:
+            self.teacher = distillation.teacher or model
+            distillation_lib.check_teacher(self.teacher, model)
+            self.distillation_loss = distillation.loss(compile_settings["loss"])
+        self.trained = None
+
+    def stream(self, round_index, steps):
+        """Round r's slice of the endless training stream (from its r-th batch block)."""
+        return data_lib.training_stream(self.dataset, self.batch_size, self.seed).skip(
+            (round_index - 1) * steps)
+
+    def recalibrate(self, model, round_index, steps, batches):
+        """Re-estimates BatchNorm on the first `batches` batches of round `round_index`."""
+        recalibration.recalibrate_on(model, data_lib.input_batches(
+            self.stream(round_index, steps), self.batch_size, batches))
+
+    def compiled(self, model, step):
+        """`model`, compiled to continue the schedule at `step`, or its distiller."""
+        settings = self.compile_settings
+        optimizer = compiling.compile_fresh(model, settings, self.optimizer_step + step)
+        if self.distillation is None:
+            return model
+        labelled = self.labelled
+        alpha = self.distillation.alpha if labelled else 0.0
+        distiller = distillation_lib.Distiller(model, self.teacher, self.distillation_loss,
+                                               1.0 - alpha)
         distiller.compile(**{
-            **compile_settings, "optimizer": optimizer,
-            "loss": compile_settings["loss"] if labelled else None,
+            **settings, "optimizer": optimizer,
+            "loss": settings["loss"] if labelled else None,
             "loss_weights": alpha if labelled else None,
-            "metrics": compile_settings.get("metrics") if labelled else None,
-            "weighted_metrics": compile_settings.get("weighted_metrics") if labelled else None,
+            "metrics": settings.get("metrics") if labelled else None,
+            "weighted_metrics": settings.get("weighted_metrics") if labelled else None,
         })
         return distiller
 
-    for round_index in range(first_round, rounds + 1):
-        started = time.perf_counter()
-        if seed is not None:
-            keras.utils.set_random_seed(seed + round_index)
-        fraction = round_index / rounds
-        step_flops = allocation.partial_target(original.flops, max_flops, fraction)
-        step_params = allocation.partial_target(original.params, max_params, fraction)
-        step_latency = allocation.partial_target(original_ms, max_latency, fraction)
-        graph = graph_lib.CouplingGraph(current, ignored_layers, warn=False)
-        if verbose == 1 and (scoring_criterion.shows_progress or finetune_steps):
-            print(f"Round {round_index}/{rounds}", flush=True)  # the bars' title
-        try:
-            scores = scoring.score(graph, scoring_data, scoring_criterion,
-                                   verbose=int(verbose == 1))
-        except ValueError as error:
-            raise ValueError(f"Round {round_index}/{rounds}: {error}") from error
-        scored = time.perf_counter()
+    def round(self, model, round_index, steps):
+        """Compiles `model` for round `round_index`, then takes its `steps` optimizer steps.
 
-        def allocate(max_latency):
-            return allocation.allocate(
-                graph, scores.flat(), step_flops, step_params, normalization, min_units,
-                round_to, max_pruning_ratio, original_sizes=original_sizes,
-                max_latency=max_latency, latency_model=latency_model,
-            )
+        Returns:
+            The logs of the last step (`{}` without steps).
+        """
+        self.trained = self.compiled(model, (round_index - 1) * steps)
+        if not steps:
+            return {}
+        batches = self.stream(round_index, steps).take(steps)
+        history = self.trained.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
+                                   verbose=self.verbose)
+        return {k: v[-1] for k, v in history.history.items()}
 
-        if round_index == rounds and measured_target:
-            plan, current, measured_ms, corrections = latency_lib.corrected_plan(
-                allocate, graph, latency_model, step_latency, model, original_ms, verbose)
-        else:
-            plan = allocate(step_latency)
-            current = rebuild(graph, plan)
-        report.record_plan(graph, plan)
-        if recalibration_batches and dataset is not None:
-            recalibration.recalibrate_on(current, data_lib.input_batches(
-                _round_stream(dataset, round_index, finetune_steps, batch_size, seed),
-                batch_size, recalibration_batches))
-        model_or_distiller = trainer((round_index - 1) * finetune_steps)
-        logs = {}
-        if finetune_steps:
-            logs = _finetune(model_or_distiller, dataset, round_index, finetune_steps,
-                             batch_size, seed, int(verbose == 1))
-            _check_loss(logs, f"Round {round_index}/{rounds}")
-        if validation_data is not None:
-            logs.update(_evaluate(current, validation_data, batch_size))
-        cost = cost_lib.count_costs(graph, plan)  # = the rebuilt model's, without re-tracing it
-        entry = {
-            "round": round_index,
-            "flops": cost.flops,
-            "params": cost.params,
-            "units_removed": graph.num_units - plan.num_kept,
-            "metrics": _named(logs),
-            "scoring_seconds": scored - started,
-            "seconds": time.perf_counter() - started,
-        }
-        if latency_model is not None:
-            entry["latency_ms"] = latency_model.predict(graph, plan)
-        if finetune_steps:
-            entry["learning_rate"] = _learning_rate(model_or_distiller)
-        report.rounds.append(entry)
-        _progress(verbose, f"Round {round_index}/{rounds}", entry, step_flops, original,
-                  step_latency)
-        if checkpoint:
-            checkpoint.save(current, report, round_index)
+    def epochs(self, model, step, epochs):
+        """`epochs` epochs over the dataset, the schedule continued at `step`."""
+        self.trained = self.compiled(model, step)
+        history = self.trained.fit(
+            **data_lib.keras_arguments(self.dataset, self.batch_size), epochs=epochs,
+            shuffle=not data_lib.is_stream(self.dataset), verbose=self.verbose,
+        )
+        return {k: v[-1] for k, v in history.history.items()}
 
-    if latency_model is not None and report.latency is None:
-        report.latency = _measured_latency(latency_model, current, report, max_latency,
-                                           verbose, measured_ms)
-        if corrections is not None:
-            report.latency["corrections"] = corrections
-    if final_epochs:
-        started = time.perf_counter()
-        if seed is not None:
-            keras.utils.set_random_seed(seed + rounds + 1)
-        model_or_distiller = trainer(rounds * finetune_steps)
-        history = _fit(model_or_distiller, dataset, final_epochs, batch_size,
-                       int(verbose == 1))
-        logs = {k: v[-1] for k, v in history.history.items()}
-        _check_loss(logs, "Final fine-tuning")
-        if validation_data is not None:
-            logs.update(_evaluate(current, validation_data, batch_size))
-        entry = {
-            "round": "final",
-            "flops": report.rounds[-1]["flops"],
-            "params": report.rounds[-1]["params"],
-            **({"latency_ms": report.rounds[-1]["latency_ms"]}
-               if "latency_ms" in report.rounds[-1] else {}),
-            "units_removed": 0,
-            "metrics": _named(logs),
-            "learning_rate": _learning_rate(model_or_distiller),
-            "seconds": time.perf_counter() - started,
-        }
-        report.rounds.append(entry)
-        _progress(verbose, f"Final fine-tuning ({final_epochs} epochs)", entry, None, original)
-    return (current, report) if return_report else current
+    @property
+    def learning_rate(self):
+        """The learning rate the last fine-tuning ended at."""
+        # Through NumPy: under a strategy the variable holds a MirroredVariable.
+        return float(keras.ops.convert_to_numpy(self.trained.optimizer.learning_rate))
 
 
 def _with_loss(criterion, loss):
@@ -452,24 +504,6 @@ def _with_loss(criterion, loss):
     if criterion.needs_loss and criterion.loss is None:
         return type(criterion).from_config({**criterion.get_config(), "loss": loss})
     return criterion
-
-
-def _round_stream(dataset, round_index, steps, batch_size, seed):
-    """Round r's slice of the endless training stream (from its r-th batch block)."""
-    return data_lib.training_stream(dataset, batch_size, seed).skip((round_index - 1) * steps)
-
-
-def _finetune(model, dataset, round_index, steps, batch_size, seed, verbose):
-    """`steps` optimizer steps; round r reads the r-th slice of the stream."""
-    batches = _round_stream(dataset, round_index, steps, batch_size, seed).take(steps)
-    history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
-                        verbose=verbose)
-    return {k: v[-1] for k, v in history.history.items()}
-
-
-def _learning_rate(model):
-    # Through NumPy: under a strategy the variable holds a MirroredVariable.
-    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 def _check_loss(logs, stage):
@@ -482,13 +516,6 @@ def _check_loss(logs, stage):
         )
 
 
-def _fit(model, dataset, epochs, batch_size, verbose):
-    return model.fit(
-        **data_lib.keras_arguments(dataset, batch_size), epochs=epochs,
-        shuffle=not data_lib.is_stream(dataset), verbose=verbose,
-    )
-
-
 def _evaluate(model, data, batch_size):
     logs = model.evaluate(**data_lib.keras_arguments(data, batch_size), return_dict=True,
                           verbose=0)
@@ -498,22 +525,6 @@ def _evaluate(model, data, batch_size):
 def _named(logs):
     """Keras logs as report metrics: `train_` (the fine-tuning steps') or `val_`."""
     return {k if k.startswith("val_") else f"train_{k}": float(v) for k, v in logs.items()}
-
-
-def _measured_latency(latency_model, model, report, max_latency, verbose, measured=None):
-    """The report's `latency`: the pruned model's prediction next to one measurement."""
-    record = latency_lib.measured_record(
-        latency_model, model, report.rounds[-1]["latency_ms"], max_latency, measured=measured)
-    if record["measured_ms"] is not None:
-        line = (
-            f"Latency - predicted {record['predicted_ms']:.3f} ms, measured "
-            f"{record['measured_ms']:.3f} ms ({record['prediction_error']:+.1%}) - unpruned "
-            f"{report.original['latency_ms']:.3f} ms, target {max_latency:.3f} ms"
-        )
-        logger.info(line)
-        if verbose:
-            print(line, flush=True)
-    return record
 
 
 def _progress(verbose, title, entry, round_flops, original, round_latency=None):
@@ -530,8 +541,6 @@ def _progress(verbose, title, entry, round_flops, original, round_latency=None):
         + (f" - {metrics}" if metrics else "")
         + f" - {entry['seconds']:.1f}s"
     )
-    logger.info(line)
-    if verbose:
-        print(line, flush=True)
+    progress.report(line, verbose)
 
 

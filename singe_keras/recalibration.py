@@ -11,6 +11,7 @@ moving one.
 import keras
 import numpy as np
 
+from singe_keras import checks
 from singe_keras import data as data_lib
 from singe_keras import distribute
 from singe_keras import graph as graph_lib
@@ -67,14 +68,14 @@ def _normalize(layer, inputs):
 
 
 def recalibrate_batchnorm(
-    model: keras.Model, data, batches: int = 20, batch_size: int = 32
+    model: keras.Model, dataset=None, batches: int = 20, batch_size: int = 32, *, data=None
 ) -> None:
     """Re-estimates the moving statistics of every BatchNormalization of a model.
 
     Use it after changing a model's weights outside of training (pruning,
     weight surgery, quantization): it sets each BatchNormalization's
     `moving_mean` and `moving_variance`, in place, to the exact average over
-    `batches` batches of `data` of the per-batch mean and variance of that
+    `batches` batches of `dataset` of the per-batch mean and variance of that
     layer's inputs. "Exact" means the arithmetic mean, with equal weight per
     batch, of the same per-batch moments Keras's moving average uses (the
     batch mean, and the biased batch variance over all axes but the channel
@@ -100,17 +101,18 @@ def recalibrate_batchnorm(
     Args:
         model: a functional or Sequential `keras.Model` (nested models
             included).
-        data: `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` arrays, a
+        dataset: `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` arrays, a
             batched `tf.data.Dataset` or a `keras.utils.PyDataset`; labels
             and weights are not used. Arrays are read in slices of
             `batch_size`, in order.
-        batches: how many batches to average over (all of `data` if it has
+        batches: how many batches to average over (all of `dataset` if it has
             fewer). Defaults to `20`.
-        batch_size: rows per batch when `data` holds arrays. Defaults to
+        batch_size: rows per batch when `dataset` holds arrays. Defaults to
             `32`.
+        data: the former name of `dataset`, deprecated.
 
     Raises:
-        ValueError: for a non-positive `batches` or `batch_size`, a model
+        ValueError: for a missing `dataset`, a non-positive `batches` or `batch_size`, a model
             with several inputs or outputs, or unusable data.
         TypeError: for a model that is not functional or Sequential, or data
             of the wrong type.
@@ -123,13 +125,16 @@ def recalibrate_batchnorm(
     singe_keras.recalibrate_batchnorm(pruned, x_train, batches=50, batch_size=64)
     ```
     """
+    dataset = checks.renamed("recalibrate_batchnorm", "dataset", dataset, "data", data)
+    if dataset is None:
+        raise ValueError("`dataset` is required: the inputs to re-estimate the statistics on.")
     for argument, value in (("batches", batches), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(
                 f"`{argument}` must be a positive integer. Received: {argument}={value!r}"
             )
-    data_lib.check_data(data, model, "data", targets=False)
-    recalibrate_on(model, data_lib.input_batches(data, batch_size, batches))
+    data_lib.check_data(dataset, model, "dataset", targets=False)
+    recalibrate_on(model, data_lib.input_batches(dataset, batch_size, batches))
 
 
 def recalibrate_on(model, inputs):

@@ -5,7 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from singe_keras import allocation
+from singe_keras import checks
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
@@ -93,7 +93,7 @@ def score(
         print(group.name, scores[group.name].argsort()[:4])  # least relevant
     ```
     """
-    allocation.check_verbose(verbose, (0, 1))
+    checks.check_verbose(verbose, (0, 1))
     criterion = criteria_lib.get(criterion)
     if isinstance(model, GatedModel):
         gated = model

@@ -54,8 +54,8 @@ def architecture(model):
 
 def pruned_by_callback(model, data):
     model.fit(*data, epochs=2, batch_size=4, verbose=0, callbacks=[singe_keras.PruningCallback(
-        target_flops=0.5, data=data, criterion=singe_keras.criteria.IntegratedGradients(
-            path="group", **CRITERION), pruning_events=2, verbose=0)])
+        target_flops=0.5, dataset=data, criterion=singe_keras.criteria.IntegratedGradients(
+            path="group", **CRITERION), rounds=2, verbose=0)])
     return architecture(singe_keras.strip(model))
 
 

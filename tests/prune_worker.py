@@ -45,7 +45,7 @@ class _KillAt(logging.Handler):
 if __name__ == "__main__":
     directory, output = sys.argv[1], sys.argv[2]
     if len(sys.argv) > 3:
-        logger = logging.getLogger("singe_keras.pruning")
+        logger = logging.getLogger("singe_keras")
         logger.setLevel(logging.INFO)
         logger.addHandler(_KillAt(int(sys.argv[3])))
     model, data = problem()

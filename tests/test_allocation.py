@@ -6,7 +6,7 @@ import pytest
 
 import singe_keras
 import zoo
-from singe_keras import allocation
+from singe_keras import allocation, checks
 
 
 def _chain_graph():
@@ -166,7 +166,7 @@ def test_max_pruning_ratio_counts_from_the_original_sizes():
 @pytest.mark.parametrize("ratio", [0, 1, 1.5, -0.2, True, "0.5", float("nan")])
 def test_bad_max_pruning_ratio_is_rejected(ratio):
     with pytest.raises(ValueError, match=r"`max_pruning_ratio` must be a number in \(0, 1\)"):
-        allocation.check_options(0.5, None, "mean", 0, ratio)
+        checks.check_options(0.5, None, "mean", 0, ratio)
     with pytest.raises(ValueError, match="`max_pruning_ratio` must be"):
         singe_keras.PruningCallback(target_flops=0.5, criterion="l1", max_pruning_ratio=ratio)
 
@@ -193,7 +193,7 @@ def test_callback_respects_max_pruning_ratio():
     sizes = {g.name: g.size for g in singe_keras.trace(model).groups}
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=2, normalization="mean",
+                                           rounds=2, normalization="mean",
                                            max_pruning_ratio=0.6, verbose=0)
     x = zoo.sample_inputs(model, batch=16)
     model.fit(x, np.zeros((16, 3)), epochs=2, callbacks=[callback], verbose=0)

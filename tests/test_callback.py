@@ -28,7 +28,7 @@ def _fit(model, callback, epochs=3, **compile_options):
 def test_stripped_model_equals_the_masked_model(name):
     model = zoo.build(name)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=2, verbose=0)
+                                           rounds=2, verbose=0)
     x = _fit(model, callback)
     small = singe_keras.strip(model)
     expected = np.asarray(model(x[:8]))
@@ -44,7 +44,7 @@ def test_callback_reaches_the_same_flops_as_prune():
     pruned = singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=2,
                                finetune_steps=0, normalization="l2", verbose=0)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=2, normalization="l2", verbose=0)
+                                           rounds=2, normalization="l2", verbose=0)
     trained = zoo.build("residual")
     trained.compile(optimizer=keras.optimizers.SGD(0.0), loss=CE)  # weights stay put
     x, y = _data(trained)
@@ -59,7 +59,7 @@ def test_callback_reaches_the_same_flops_as_prune():
 def test_masked_units_stay_zero_through_training(compile_options):
     model = zoo.build("chain")
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l2",
-                                           pruning_events=1, verbose=0)
+                                           rounds=1, verbose=0)
     _fit(model, callback, epochs=2, **compile_options)
     kernel = keras.ops.convert_to_numpy(model.get_layer("a_conv").kernel)
     removed = np.all(kernel == 0, axis=(0, 1, 2))
@@ -74,7 +74,7 @@ def test_callback_works_under_a_distribution_strategy():
         model = zoo.build("chain")
         model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CE)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=1, verbose=0)
+                                           rounds=1, verbose=0)
     x, y = _data(model)
     model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
     small = singe_keras.strip(model)
@@ -83,7 +83,7 @@ def test_callback_works_under_a_distribution_strategy():
 
 def test_model_saved_mid_training_loads_back_and_continues(tmp_path):
     model = zoo.build("residual")
-    arguments = dict(target_flops=0.4, criterion="l1", pruning_events=3, verbose=0)
+    arguments = dict(target_flops=0.4, criterion="l1", rounds=3, verbose=0)
     x = _fit(model, singe_keras.PruningCallback(**arguments), epochs=2)
     path = tmp_path / "mid.keras"
     model.save(path)
@@ -101,7 +101,7 @@ def test_model_saved_mid_training_loads_back_and_continues(tmp_path):
 def test_unmaskable_units_are_left_alone_with_a_warning():
     model = zoo.build("nonzero_at_zero")
     callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
-                                           pruning_events=1, verbose=0)
+                                           rounds=1, verbose=0)
     with pytest.warns(UserWarning, match="sig"):
         x = _fit(model, callback, epochs=1)
     small = singe_keras.strip(model)
@@ -109,23 +109,79 @@ def test_unmaskable_units_are_left_alone_with_a_warning():
     np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
 
 
-def test_attention_heads_are_kept_by_the_callback_with_a_warning():
-    model = zoo.build("vit")
-    callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
-                                           pruning_events=1, verbose=0)
-    with pytest.warns(UserWarning, match="attention heads.*'attention'"):
-        x = _fit(model, callback, epochs=1)
+def _attention_heavy():
+    """A transformer block whose FLOPs are mostly its 8 attention heads."""
+    inputs = keras.Input((32, 8))
+    x = keras.layers.Dense(16, name="embed")(inputs)
+    x = keras.layers.Add(name="add")(
+        [x, keras.layers.MultiHeadAttention(8, 16, name="attention")(x, x)])
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+
+
+def test_callback_prunes_attention_heads_exactly():
+    # Without heads, 0.4 of these FLOPs cannot be reached (`prune` reaches it).
+    model = _attention_heavy()
+    callback = singe_keras.PruningCallback(target_flops=0.4, criterion="l1",
+                                           rounds=1, verbose=0)
+    x = _fit(model, callback, epochs=1)
     small = singe_keras.strip(model)
-    assert small.get_layer("attention").get_config()["num_heads"] == 4
-    assert small.get_layer("mlp1").units < 32
-    assert singe_keras.count_flops(small) <= 0.8 * singe_keras.count_flops(zoo.build("vit"))
-    np.testing.assert_allclose(small(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
+    assert small.get_layer("attention").get_config()["num_heads"] < 8
+    assert singe_keras.count_flops(small) <= 0.4 * singe_keras.count_flops(_attention_heavy())
+    expected = np.asarray(model(x[:8]))
+    assert np.abs(np.asarray(small(x[:8])) - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_callback_takes_the_same_step_as_prune():
+    model = zoo.build("residual")
+    x, y = _data(model)
+    model.compile(loss=CE)
+    pruned = singe_keras.prune(model, (x, y), target_flops=0.5, rounds=1, finetune_steps=0,
+                               recalibration_batches=0, verbose=0)
+    callback = singe_keras.PruningCallback(target_flops=0.5, dataset=(x, y), rounds=1,
+                                           recalibration_batches=0, verbose=0)
+    trained = keras.models.clone_model(model)
+    trained.set_weights(model.get_weights())
+    trained.compile(optimizer=keras.optimizers.SGD(0.0), loss=CE)  # weights stay put
+    trained.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+    small = singe_keras.strip(trained)
+    kernels = [layer.name for layer in pruned.layers if hasattr(layer, "kernel")]
+    assert kernels
+    for name in kernels:  # the same units kept, in the same layers
+        np.testing.assert_array_equal(small.get_layer(name).kernel, pruned.get_layer(name).kernel)
+
+
+def test_callback_re_estimates_batchnorm_after_each_event():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    # momentum=1: fit's own passes leave the moving statistics alone.
+    x = keras.layers.BatchNormalization(momentum=1.0, name="bn")(x)
+    x = keras.layers.Conv2D(8, 3, name="conv2")(keras.layers.ReLU()(x))
+    x = keras.layers.BatchNormalization(momentum=1.0, name="bn2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    x, y = _data(model)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1", dataset=(x, y),
+                                           rounds=1, verbose=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=CE)
+    model.fit(x, y, epochs=1, batch_size=16, callbacks=[callback], verbose=0)
+    expected = keras.models.clone_model(model)
+    expected.set_weights(model.get_weights())
+    singe_keras.recalibrate_batchnorm(expected, x, batches=20, batch_size=32)
+    for name in ("bn", "bn2"):
+        moving_mean = np.asarray(model.get_layer(name).moving_mean)
+        assert np.abs(moving_mean).max() > 0  # not the initial zeros
+        np.testing.assert_allclose(moving_mean, expected.get_layer(name).moving_mean,
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.get_layer(name).moving_variance,
+                                   expected.get_layer(name).moving_variance,
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_strip_does_not_modify_the_model():
     model = zoo.build("chain")
     _fit(model, singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                            pruning_events=1, verbose=0), epochs=1)
+                                            rounds=1, verbose=0), epochs=1)
     config = model.get_config()
     singe_keras.strip(model)
     assert model.get_config() == config
@@ -141,7 +197,7 @@ def test_gradient_criterion_without_data_is_rejected():
         singe_keras.PruningCallback(target_flops=0.5)
 
 
-@pytest.mark.parametrize("option, value", [("pruning_events", 0), ("frequency", 0),
+@pytest.mark.parametrize("option, value", [("rounds", 0), ("frequency", 0),
                                            ("start_epoch", -1), ("normalization", "x"),
                                            ("min_units", 0), ("round_to", 0), ("verbose", 3)])
 def test_bad_schedule_is_rejected(option, value):
@@ -160,7 +216,7 @@ def test_callback_after_a_warm_up_fit_keeps_pruned_units_at_zero():
     x, y = _data(model)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # compiles a train function
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=1, verbose=0)
+                                           rounds=1, verbose=0)
     model.fit(x, y, epochs=2, batch_size=16, callbacks=[callback], verbose=0)
     np.testing.assert_allclose(singe_keras.strip(model)(x[:4]), model(x[:4]), rtol=1e-5, atol=1e-5)
 
@@ -168,19 +224,19 @@ def test_callback_after_a_warm_up_fit_keeps_pruned_units_at_zero():
 def test_too_few_epochs_are_reported_when_training_begins_with_the_fix():
     model = zoo.build("chain")
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=4, verbose=0)
+                                           rounds=4, verbose=0)
     callback.set_model(model)
     callback.set_params({"epochs": 2, "verbose": 0, "steps": 1})
     with pytest.warns(UserWarning, match="2 pruning events will not happen") as record:
         callback.on_train_begin()
     message = next(str(w.message) for w in record if "pruning events" in str(w.message))
-    assert "`epochs=4`" in message and "`pruning_events=2`" in message
+    assert "`epochs=4`" in message and "`rounds=2`" in message
 
 
 def test_enough_epochs_give_no_warning(recwarn):
     model = zoo.build("chain")
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=2, frequency=2, verbose=0)
+                                           rounds=2, frequency=2, verbose=0)
     _fit(model, callback, epochs=3)
     assert not [w for w in recwarn if "PruningCallback" in str(w.message)]
 
@@ -190,7 +246,7 @@ def test_early_stopping_before_the_last_event_is_reported():
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=CE)
     x, y = _data(model)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=3, verbose=0)
+                                           rounds=3, verbose=0)
 
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -208,7 +264,7 @@ def test_strip_keeps_the_compile_settings():
     model.compile(optimizer=keras.optimizers.Adam(0.003), loss=CE, metrics=["accuracy"])
     x, y = _data(model)
     model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[
-        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", pruning_events=1,
+        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", rounds=1,
                                     verbose=0)])
     small = singe_keras.strip(model)
     assert small.compiled and small.loss is CE
@@ -244,7 +300,7 @@ def _conv_bn_model(**bn_options):
 def test_masked_channels_are_zero_after_every_batch_normalization(scale, center):
     model = _conv_bn_model(scale=scale, center=center)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=1, verbose=0)
+                                           rounds=1, verbose=0)
     x = _fit(model, callback, epochs=2)
     removed = np.all(keras.ops.convert_to_numpy(model.get_layer("conv").kernel) == 0,
                      axis=(0, 1, 2))
@@ -258,7 +314,7 @@ def test_masked_channels_are_zero_after_every_batch_normalization(scale, center)
 def test_squeeze_excitation_groups_are_pruned_through_the_gate():
     model = zoo.build("squeeze_excitation")
     callback = singe_keras.PruningCallback(target_flops=0.6, criterion="l1",
-                                           pruning_events=2, verbose=0)
+                                           rounds=2, verbose=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no "not pruned" warning
         x = _fit(model, callback, epochs=2)
@@ -291,8 +347,8 @@ def test_one_gated_model_and_one_trace_serve_every_event(monkeypatch):
     monkeypatch.setattr(gate_gradients, "attribution_step", spy)
     model = zoo.build("chain")
     x, y = _data(model)
-    callback = singe_keras.PruningCallback(target_flops=0.5, data=(x[:16], y[:16]),
-                                           pruning_events=3, verbose=0)
+    callback = singe_keras.PruningCallback(target_flops=0.5, dataset=(x[:16], y[:16]),
+                                           rounds=3, verbose=0)
     _fit(model, callback, epochs=3)
     assert len(steps) == 3
     assert len({id(step) for step in steps}) == 1
@@ -303,7 +359,7 @@ def test_non_finite_scores_stop_the_callback_and_name_the_event():
     model = zoo.build("chain")
     _plant_nan(model.get_layer("b_conv").kernel)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
-                                           pruning_events=2, verbose=0)
+                                           rounds=2, verbose=0)
     with pytest.raises(ValueError, match=r"event 1/2.*non-finite"):
         _fit(model, callback, epochs=2)
 
@@ -316,7 +372,7 @@ def test_layer_normalization_without_scale_is_left_alone_with_a_warning():
     x = keras.layers.Dense(6, name="d2")(keras.layers.Flatten(name="flatten")(x))
     model = zoo.randomize(keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)))
     callback = singe_keras.PruningCallback(target_flops=0.8, criterion="l1",
-                                           pruning_events=1, verbose=0)
+                                           rounds=1, verbose=0)
     with pytest.warns(UserWarning, match=r"\['ln'\]"):
         x = _fit(model, callback, epochs=1)
     small = singe_keras.strip(model)
@@ -330,7 +386,7 @@ def test_callback_meets_a_latency_target_and_measures_it():
     timer = StaircaseTimer(step=4)
     model = zoo.build("residual")
     callback = singe_keras.PruningCallback(
-        criterion="l1", pruning_events=2, verbose=0, target_latency=0.6,
+        criterion="l1", rounds=2, verbose=0, target_latency=0.6,
         latency_model={"timer": timer, "cache_dir": None})
     _fit(model, callback)
     small = singe_keras.strip(model)
@@ -347,7 +403,7 @@ def test_callback_corrects_its_last_event_until_the_model_measures_at_the_target
     timer = WholeModelsDiffer(share=3.0, power=2, step=1)
     model = staircase_model()
     callback = singe_keras.PruningCallback(
-        criterion="l1", pruning_events=2, verbose=0, target_latency=0.6,
+        criterion="l1", rounds=2, verbose=0, target_latency=0.6,
         latency_model={"timer": timer, "cache_dir": None})
     _fit(model, callback)
     small = singe_keras.strip(model)
@@ -364,3 +420,20 @@ def test_callback_rejects_a_bad_latency_target():
         singe_keras.PruningCallback(target_latency=2.0, criterion="l1")
     with pytest.raises(TypeError, match="`latency_model` must be"):
         singe_keras.PruningCallback(target_latency=0.5, criterion="l1", latency_model="fast")
+
+
+def test_former_argument_names_still_work_with_a_deprecation_warning():
+    x = np.zeros((4, 8, 8, 3), "float32")
+    with pytest.warns(DeprecationWarning, match=r"pruning_events=.*deprecated: pass `rounds=`"):
+        callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1",
+                                               pruning_events=2)
+    assert callback.rounds == 2
+    with pytest.warns(DeprecationWarning, match=r"data=.*deprecated: pass `dataset=`"):
+        callback = singe_keras.PruningCallback(target_flops=0.5, data=(x, np.zeros(4)))
+    assert callback.dataset[0] is x
+
+
+def test_a_name_and_its_former_name_together_are_rejected():
+    with pytest.raises(TypeError, match="both `rounds` and its deprecated name `pruning_events`"):
+        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", rounds=3,
+                                    pruning_events=2)

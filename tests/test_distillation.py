@@ -199,7 +199,7 @@ def test_inputs_only_data_is_refused_where_targets_are_needed():
         singe_keras.score(model, x)
     with pytest.raises(ValueError, match="holds inputs only"):
         singe_keras.prune(model, _data(model), target_flops=0.5, validation_data=x)
-    callback = singe_keras.PruningCallback(target_flops=0.5, data=x)
+    callback = singe_keras.PruningCallback(target_flops=0.5, dataset=x)
     callback.set_model(model)
     with pytest.raises(ValueError, match="holds inputs only"):
         callback.on_train_begin()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import singe_keras
-from singe_keras import allocation, latency
+from singe_keras import allocation, checks, latency
 from staircase_timer import (MS_PER_BLOCK, OVERHEAD_MS, StaircaseTimer, WholeModelsDiffer,
                              staircase_model, up)
 
@@ -286,7 +286,7 @@ def test_device_table_from_the_toolkit_is_read(tmp_path):
 def test_bad_target_latency_is_rejected(target):
     if target is None:
         with pytest.raises(ValueError, match="Received none"):
-            allocation.check_options(None, None, "mean", 0)
+            checks.check_options(None, None, "mean", 0)
         return
     with pytest.raises(ValueError, match="`target_latency` must be"):
         singe_keras.prune(_two_convs(), target_latency=target, criterion="l1",

@@ -476,7 +476,7 @@ def test_default_normalization_is_the_criterion_s_own(criterion, own):
     assert kept() == kept(normalization=own)
     # The option matters here: some other normalization gives another plan.
     assert any(kept() != kept(normalization=n) for n in ("flops", "none", "max"))
-    callback = singe_keras.PruningCallback(target_flops=0.5, criterion=criterion, data=data)
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion=criterion, dataset=data)
     assert callback.normalization == own
 
 

@@ -120,3 +120,20 @@ def test_bad_counts_are_rejected(argument, value):
 def test_data_of_the_wrong_type_is_rejected():
     with pytest.raises(TypeError, match="or an array `x` of inputs"):
         singe_keras.recalibrate_batchnorm(zoo.build("chain"), {"x": 1})
+
+
+def test_former_data_argument_still_works_with_a_deprecation_warning():
+    model = zoo.build("residual")
+    x = zoo.sample_inputs(model, 16)
+    expected = keras.models.clone_model(model)
+    expected.set_weights(model.get_weights())
+    singe_keras.recalibrate_batchnorm(expected, x, batches=2, batch_size=8)
+    with pytest.warns(DeprecationWarning, match="pass `dataset=` instead"):
+        singe_keras.recalibrate_batchnorm(model, data=x, batches=2, batch_size=8)
+    for got, want in zip(model.get_weights(), expected.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_missing_dataset_is_rejected():
+    with pytest.raises(ValueError, match="`dataset` is required"):
+        singe_keras.recalibrate_batchnorm(zoo.build("chain"))

@@ -100,6 +100,11 @@ class MultiHeadAttentionHandler(LayerHandler):
         kernels.append(np.moveaxis(keras.ops.convert_to_numpy(layer.output_dense.kernel), 0, -1))
         return [np.concatenate([k.reshape(-1, layer.num_heads) for k in kernels])]
 
+    def hidden_parameters(self, layer):
+        # A head whose values are zero adds zero to the output, whatever its
+        # attention weights: masking the value projection removes it exactly.
+        return [[("value_dense.kernel", None, -2), ("value_dense.bias", None, -2)]]
+
     def rebuild_config(self, layer, call, config, in_keep, out_keep):
         config["num_heads"] = len(out_keep[-1])
         return config

@@ -228,6 +228,16 @@ class LayerHandler:
         """
         return []
 
+    def hidden_parameters(self, layer: keras.Operation) -> list:
+        """Per hidden unit axis, the weights that, set to zero, remove its units.
+
+        As `output_parameters`, for `PruningCallback`'s masks of hidden units
+        (attention heads): one list per axis of `hidden_units`, of `(weight
+        path, constraint attribute, unit axis)` tuples; a path may name a
+        sublayer's weight (`"value_dense.kernel"`).
+        """
+        return []
+
     def holds_zero(self, layer: keras.Operation, call: LayerCall, zero_inputs: list) -> bool:
         """Whether a pruned output channel is zero once `output_parameters` are.
 

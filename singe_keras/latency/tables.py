@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from singe_keras import graph as graph_lib
-from singe_keras import user_warning
+from singe_keras import progress, user_warning
 from singe_keras.files import write_atomically
 from singe_keras.latency.model import (
     LatencyModel,
@@ -183,11 +183,10 @@ def build(
             continue
         started = time.perf_counter()
         tables[key] = _measure_table(node, description, key, timer)
-        if verbose:
-            print(f"Latency table of {node.path} ({description['class_name']}, "
-                  f"{description['full'][0]} -> {description['full'][1]} channels): "
-                  f"{len(tables[key].points)} probes, "
-                  f"{time.perf_counter() - started:.1f}s", flush=True)
+        progress.report(
+            f"Latency table of {node.path} ({description['class_name']}, "
+            f"{description['full'][0]} -> {description['full'][1]} channels): "
+            f"{len(tables[key].points)} probes, {time.perf_counter() - started:.1f}s", verbose)
         if cached:
             os.makedirs(cache_dir, exist_ok=True)
             write_atomically(cached, json.dumps(tables[key].to_dict()).encode())

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from singe_keras import distribute, user_warning
+from singe_keras import distribute, progress, user_warning
 from singe_keras.latency.model import LatencyModel
 from singe_keras.latency.tables import build
 from singe_keras.latency.timer import _check_timer_options
@@ -137,10 +137,10 @@ def corrected_plan(allocate, graph, latency_model, max_latency, original, origin
             "busy, or the target is too close to the smallest model: measure again, "
             "or lower `target_latency`.")
     corrections = [{k: v for k, v in t.items() if k not in ("plan", "model")} for t in trials]
-    if verbose and len(trials) > 1:
-        print("Latency budget corrected on measurements: " + ", ".join(
+    if len(trials) > 1:
+        progress.report("Latency budget corrected on measurements: " + ", ".join(
             f"{t['budget_ms']:.3f} ms budget -> {t['measured_ratio']:.3f} of the unpruned "
-            "latency measured" for t in corrections) + f" (target {target:.3f})", flush=True)
+            "latency measured" for t in corrections) + f" (target {target:.3f})", verbose)
     return best["plan"], best["model"], best["measured_ms"], corrections
 
 
