@@ -12,6 +12,10 @@ raises fails the test, with a traceback that names README.md and the line.
 No Python block is exempt. The ```sh blocks (installing, running the demo
 and the tests) are not run. Multi-host use (`TF_CONFIG`) is described in
 prose, not in a block.
+
+The run is marked slow: six small `prune` calls, a callback run and LiteRT
+latency tables take about 50 s of CPU (minutes of wall time on a loaded
+machine).
 """
 
 import os
@@ -54,6 +58,7 @@ def test_readme_is_a_user_guide():
     assert len(_python_blocks()) >= 8
 
 
+@pytest.mark.slow
 def test_the_python_blocks_run(tmp_path):
     pytest.importorskip("sklearn")  # the blocks' data: the `demo` extra
     pytest.importorskip("matplotlib")  # `report.plot`: the `plot` extra
