@@ -13,7 +13,7 @@ No Python block is exempt. The ```sh blocks (installing, running the demo
 and the tests) are not run. Multi-host use (`TF_CONFIG`) is described in
 prose, not in a block.
 
-The run is marked slow: six small `prune` calls, a callback run and LiteRT
+The run is marked slow: five small `prune` calls, a callback run and LiteRT
 latency tables take about 50 s of CPU (minutes of wall time on a loaded
 machine).
 """
