@@ -18,6 +18,7 @@ latency tables take about 50 s of CPU (minutes of wall time on a loaded
 machine).
 """
 
+import json
 import os
 import re
 import subprocess
@@ -62,8 +63,6 @@ def test_readme_is_a_user_guide():
 def test_the_python_blocks_run(tmp_path):
     pytest.importorskip("sklearn")  # the blocks' data: the `demo` extra
     pytest.importorskip("matplotlib")  # `report.plot`: the `plot` extra
-    import json
-
     package_root = str(Path(singe_keras.__file__).resolve().parents[1])
     env = {
         **os.environ,
