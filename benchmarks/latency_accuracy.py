@@ -13,7 +13,7 @@ results, so a resumed run uses the same tables). Per seed:
    normalization), where f is the FLOPs target whose one-shot plan, from the
    same round-1 scores, measures at the latency arm's ratio (bisection on
    measured ratios: the predicted latency of off-grid channel counts is too
-   high, see the README);
+   high, see benchmarks/README.md);
 3. both arms without fine-tuning and with the standard fine-tuning budget
    of the CIFAR-10 benchmark (4 rounds x 100 steps + 1 final epoch, batch 64,
    the model's compiled optimizer), f fixed per seed;

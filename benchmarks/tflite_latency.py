@@ -3,7 +3,7 @@
 The pretrained CIFAR-10 ResNet-20 of ../shared/models is pruned to 50% of its
 FLOPs with SInGE scored on 64 training images (one shot, no fine-tuning:
 latency does not depend on the weights' values; a magnitude criterion's
-global ranking can leave 1-channel layers, see the README), exported as float32 and int8 .tflite files,
+global ranking can leave 1-channel layers, see benchmarks/README.md), exported as float32 and int8 .tflite files,
 and timed with the device-side toolkit (export/litert_bench.py): batch 1,
 1 thread, XNNPACK on, runs of both models interleaved in one process.
 

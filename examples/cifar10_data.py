@@ -1,4 +1,4 @@
-"""CIFAR-10 for the examples, the benchmarks and the README's Usage section.
+"""CIFAR-10 for the examples and the benchmarks.
 
 Two sources, one form: the offline copy (an .npz of JPEG bytes, as
 `shared/data/cifar10_jpeg.npz` next to this repository) or

@@ -74,8 +74,7 @@ def prune(
     Called in a `tf.distribute` strategy's scope, `prune` scores on its
     replicas, rebuilds and compiles in the scope and fine-tunes through
     `fit`; under a multi-worker strategy every worker ends with the same
-    model and only the chief keeps the checkpoint files (README, "Multi-GPU
-    and multi-host").
+    model and only the chief keeps the checkpoint files (docs/distributed.md).
 
     Args:
         model: a functional or Sequential `keras.Model`. Its compiled loss,
@@ -134,8 +133,8 @@ def prune(
             `target_latency`, else the criterion's own (`criterion.normalization`, the best measured
             for it on average: `"mean"`, or `"gaussian"` for `"l2"` and
             `"group_l1"`). `"flops"` did better for gradient criteria on
-            residual networks and far worse on a plain chain (README,
-            "Criteria under a fair allocation").
+            residual networks and far worse on a plain chain
+            (benchmarks/README.md, "Criteria under a fair allocation").
         min_units: units every group keeps at least. Defaults to `1`.
         round_to: every group keeps a multiple of this many units.
             Defaults to `1`.

@@ -3,9 +3,9 @@
 Removing channels changes what every later BatchNormalization sees, so its
 moving mean and variance (estimated on the unpruned model) no longer match
 its inputs, and the pruned model in inference mode can be near chance until
-they are re-estimated (README, CIFAR-10 section). `recalibrate_batchnorm`
-re-estimates them on a few batches, as an exact average rather than a
-moving one.
+they are re-estimated (benchmarks/README.md, "CIFAR-10: SInGE against the
+baselines"). `recalibrate_batchnorm` re-estimates them on a few batches, as an
+exact average rather than a moving one.
 """
 
 import keras

@@ -58,8 +58,7 @@ def score(
     inference mode on up to `criterion.samples` examples, streaming `data`,
     in passes of at most `criterion.batch_size` rows. Called in a
     `tf.distribute` strategy's scope, they split every pass over its
-    replicas and add the sums over its workers (README, "Multi-GPU and
-    multi-host").
+    replicas and add the sums over its workers (docs/distributed.md).
 
     Args:
         model: a functional or Sequential `keras.Model`, its `CouplingGraph`

@@ -1,6 +1,6 @@
 """Latency model of the deployment runtime: per-layer LiteRT latency tables.
 
-Half the FLOPs is not half the time (README, "Pruning to a latency target"): a
+Half the FLOPs is not half the time (docs/latency.md): a
 channel removed from a narrow layer often saves no time, because the kernels
 work on blocks of channels (the SIMD width). Following HALP (Shen et al.,
 "Structural Pruning via Latency-Saliency Knapsack", NeurIPS 2022), the

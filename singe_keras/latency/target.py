@@ -92,7 +92,7 @@ def corrected_plan(allocate, graph, latency_model, max_latency, original, origin
     its last event (both only where `measures_here`).
 
     The tables can be far from the measurement of a strongly pruned model
-    (README, "Pruning to a latency target"), and the allocation seeks out
+    (docs/latency.md, "Pruning to a latency target"), and the allocation seeks out
     the units whose predicted savings are largest, errors included. So the
     rebuilt model is timed against the `original` model (alternately, three
     times each: load and drift fall on both), and while the ratio misses
@@ -194,6 +194,6 @@ def check_prediction(predicted, measured):
             f"The latency model predicted {predicted:.3f} ms for the pruned model; "
             f"LiteRT measured {measured:.3f} ms ({error:+.0%}). The machine may be "
             "busy (measure again), or the tables miss an effect of this model; see "
-            "README, 'Pruning to a latency target'.",
+            "docs/latency.md, 'Pruning to a latency target'.",
         )
     return error
