@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from singe_keras import allocation
+from singe_keras import checks
 from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
@@ -182,6 +183,7 @@ class PruningCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._events_done = 0
         graph = graph_lib.CouplingGraph(self.model, self.ignored_layers)
+        checks.check_finite_weights(self.model)
         ignored = graph.ignored_layers
         unmaskable = _unmaskable_layers(graph)
         if unmaskable:

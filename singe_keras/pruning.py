@@ -19,6 +19,7 @@ import numpy as np
 
 from singe_keras import allocation
 from singe_keras import checkpoint as checkpoint_lib
+from singe_keras import checks
 from singe_keras import compiling
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
@@ -225,6 +226,7 @@ def prune(
     )
     latency_lib.check_latency_model(latency_model)
     graph = graph_lib.trace(model, ignored_layers)
+    checks.check_finite_weights(model)
     original = cost_lib.count_costs(graph)
     max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
     max_params = allocation.absolute_target("target_params", target_params, original.params)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from singe_keras import allocation
+from singe_keras import checks
 from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import graph as graph_lib
@@ -102,6 +103,7 @@ def score(
             model, ignored_layers
         )
         gated = GatedModel(graph)
+    checks.check_finite_weights(gated.graph.model)
     if criterion.needs_data:
         if data is None:
             raise ValueError(
