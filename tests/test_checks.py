@@ -62,3 +62,14 @@ def test_callback_refuses_before_the_first_step():
     with pytest.raises(ValueError, match="layer 'a_conv', weight 'a_conv/kernel'"):
         model.fit(*_data(model), epochs=1, callbacks=[callback], verbose=0)
     assert int(model.optimizer.iterations) == 0
+
+
+def test_callback_names_the_event_when_weights_diverge_in_fit():
+    model = zoo.build("chain")
+    model.compile(optimizer="sgd", loss=CE)
+    x, y = _data(model)  # the first event scores; then NaN inputs make the weights NaN
+    x[:, 0, 0, 0] = np.nan
+    callback = singe_keras.PruningCallback(target_flops=0.5, criterion="l1", pruning_events=2,
+                                           verbose=0)
+    with pytest.raises(ValueError, match=r"pruning event 2/2: .*layer 'a_conv', weight"):
+        model.fit(x, y, epochs=2, callbacks=[callback], verbose=0)
