@@ -29,6 +29,9 @@ NORMALIZATIONS = ("none", "mean", "max", "sum", "l2", "gaussian", "flops", "late
 _SCALES = {"mean": np.mean, "max": np.max, "sum": np.sum, "l2": np.linalg.norm}
 # Torch-Pruning's epsilon in its "gaussian" normalizer.
 _GAUSSIAN_EPSILON = 1e-8
+# A plan using this share of its target is not refilled past a unit that
+# overshoots it (`allocate`).
+_CLOSE_ENOUGH = 0.99
 
 
 def partial_target(total, target, fraction):
@@ -219,9 +222,9 @@ def allocate(
     fill (a wide layer's filter, when the next units in the ranking are a
     narrow layer's), it is skipped: its group keeps it and its more
     relevant units, and the removal goes on down the ranking; this repeats
-    while the result gets closer to the target. The result is as close
-    under the target as the units allow, even when an earlier round has
-    already removed the small units.
+    while the result gets closer to the target and is more than 1% under
+    it. So a round ends close under its target even when the units the
+    ranking puts next are wide ones.
 
     Args:
         graph: the `CouplingGraph` of the model.
@@ -308,20 +311,20 @@ def allocate(
     def fits(removed):
         return _fits(_costs(graph, plan_of(removed), latency_model), limits)
 
-    def fill(order):
-        """Removes the shortest prefix of `order` that fits, then puts back what fits.
+    def fill(ranking):
+        """Removes the shortest prefix of `ranking` that fits, then puts back what fits.
 
         Returns the units removed per group and the unit whose removal made
         the costs fit (`None` if nothing had to go), or `None` if removing all
-        of `order` does not fit.
+        of `ranking` does not fit.
         """
         def removing(prefix):
-            removed = np.bincount(group_of[order[:prefix]], minlength=len(groups))
+            removed = np.bincount(group_of[ranking[:prefix]], minlength=len(groups))
             return rounded(removed.tolist())
 
-        if not fits(removing(len(order))):
+        if not fits(removing(len(ranking))):
             return None
-        low, high = 0, len(order)  # fits(removing(high)) holds
+        low, high = 0, len(ranking)  # fits(removing(high)) holds
         while low < high:
             middle = (low + high) // 2
             if fits(removing(middle)):
@@ -332,7 +335,7 @@ def allocate(
         # Put back: a group whose next block did not fit never fits later (costs
         # only grow as units come back), so each group is tried until it fails.
         closed = set()
-        for unit in order[:high][::-1]:
+        for unit in ranking[:high][::-1]:
             index = group_of[unit]
             if index in closed or position[unit] >= removed[index]:
                 continue  # its group failed, or rounding already put it back
@@ -343,7 +346,7 @@ def allocate(
                 removed = trial
             else:
                 closed.add(index)
-        return removed, (order[high - 1] if high else None)
+        return removed, (ranking[high - 1] if high else None)
 
     def used(removed):
         """How much of the target a plan uses: its largest cost / limit."""
@@ -361,14 +364,17 @@ def allocate(
     # that gap with units that were never removed. Then the unit is skipped:
     # its group keeps it and its more relevant units, and the removal goes on
     # to the next units in the ranking, for as long as that lands closer to
-    # the target.
+    # the target; not within 1% of it, where keeping the ranking's order is
+    # worth more than the last FLOPs (and where every further fill would
+    # cost time on a large model for next to nothing).
     caps = np.array([len(sequence) for sequence in sequences])
-    while crossing is not None:
+    share = used(removed)
+    while crossing is not None and share < _CLOSE_ENOUGH:
         caps[group_of[crossing]] = position[crossing]
         filled = fill(order[position[order] < caps[group_of[order]]])
-        if filled is None or used(filled[0]) <= used(removed):
+        if filled is None or used(filled[0]) <= share:
             break
-        removed, crossing = filled
+        (removed, crossing), share = filled, used(filled[0])
     return plan_of(removed)
 
 
