@@ -372,9 +372,10 @@ def allocate(
     while crossing is not None and share < _CLOSE_ENOUGH:
         caps[group_of[crossing]] = position[crossing]
         filled = fill(order[position[order] < caps[group_of[order]]])
-        if filled is None or used(filled[0]) <= share:
+        closer = None if filled is None else used(filled[0])
+        if closer is None or closer <= share:
             break
-        (removed, crossing), share = filled, used(filled[0])
+        (removed, crossing), share = filled, closer
     return plan_of(removed)
 
 

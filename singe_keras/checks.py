@@ -38,7 +38,7 @@ def check_finite_weights(model: keras.Model) -> None:
                 broken.append(f"layer {layer.name!r}, weight {weight.path!r} "
                               f"({count} of {value.size} values)")
     if broken:
-        more = f"; and {len(broken) - _NAMED} more" if len(broken) > _NAMED else ""
+        more = f"; and {len(broken) - _NAMED} more weights" if len(broken) > _NAMED else ""
         raise ValueError(
             "`model` must have finite weights, but some hold NaN or infinity: "
             f"{'; '.join(broken[:_NAMED])}{more}. Its relevances and any model pruned from it "
