@@ -73,3 +73,12 @@ def test_callback_names_the_event_when_weights_diverge_in_fit():
                                            verbose=0)
     with pytest.raises(ValueError, match=r"pruning event 2/2: .*layer 'a_conv', weight"):
         model.fit(x, y, epochs=2, callbacks=[callback], verbose=0)
+
+
+def test_finite_weights_with_nan_inputs_still_give_non_finite_relevance():
+    model = zoo.build("chain")
+    model.compile(optimizer="sgd", loss=CE)
+    x, y = _data(model)
+    x[:, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="'taylor' criterion gave non-finite relevance"):
+        singe_keras.score(model, (x, y), "taylor")
