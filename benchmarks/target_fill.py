@@ -6,6 +6,9 @@ Two measurements:
   BN - ReLU, conv16 - BN added back, conv32 stride 2, GAP, Dense 32, Dense 4;
   16x16 inputs, seed 0) pruned with the `"l1"` criterion and no fine-tuning
   to FLOPs and parameter targets 0.3 to 0.7 in 1 to 4 rounds;
+- the same for `target_latency`, on the latency predicted by tables built
+  with the tests' fake timer (`tests/staircase_timer.py`, `step=1`: each
+  channel costs time; the tables' own grid makes 4-channel steps here);
 - one `allocate` on keras.applications ResNet-50 (random weights, 224 x 224,
   seeded random relevances) to 0.3, 0.5 and 0.7 of its FLOPs, normalization
   "mean": seconds (median of `--repeats`) and the FLOPs reached / the target.
@@ -69,6 +72,24 @@ def main():
                 ratios.append(count[target](pruned) / count[target](model) / fraction)
             fill[f"{target} {fraction}"] = ratios
             print(target, fraction, [round(r, 3) for r in ratios], flush=True)
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from staircase_timer import StaircaseTimer
+
+    latency_model = singe_keras.latency.build(model, timer=StaircaseTimer(step=1),
+                                              cache_dir=None)
+    latency_model.timer = None  # as tables timed elsewhere: no correction on measurements
+    original_ms = latency_model.predict(singe_keras.trace(model))
+    for fraction in (0.3, 0.5, 0.7):
+        ratios = []
+        for rounds in (1, 2, 3, 4):
+            pruned = singe_keras.prune(model, target_latency=fraction,
+                                       latency_model=latency_model, criterion="l1",
+                                       rounds=rounds, finetune_steps=0, verbose=0)
+            predicted = latency_model.predict(singe_keras.trace(pruned))
+            ratios.append(predicted / original_ms / fraction)
+        fill[f"latency {fraction}"] = ratios
+        print("latency", fraction, [round(r, 3) for r in ratios], flush=True)
 
     resnet50 = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3))
     graph = singe_keras.trace(resnet50)
