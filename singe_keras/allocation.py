@@ -6,7 +6,9 @@ fits the target. Removing more units never costs more, so the number of
 units to remove is found by bisection; then the most relevant removed units
 that still fit are put back, one group step at a time, so that the result
 meets the target and no single removed unit (or `round_to` block) could be
-restored without exceeding it.
+restored without exceeding it. When the last unit the bisection removed
+overshoots the target by more than smaller units further in the ranking
+would, it is skipped and the removal goes on to those (see `allocate`).
 
 The costs are a vector: FLOPs, parameters and, with a `LatencyModel`, the
 predicted latency (`singe_keras.latency`); a plan fits when each is within
@@ -26,6 +28,9 @@ NORMALIZATIONS = ("none", "mean", "max", "sum", "l2", "gaussian", "flops", "late
 _SCALES = {"mean": np.mean, "max": np.max, "sum": np.sum, "l2": np.linalg.norm}
 # Torch-Pruning's epsilon in its "gaussian" normalizer.
 _GAUSSIAN_EPSILON = 1e-8
+# A plan using this share of its target is not refilled past a unit that
+# overshoots it (`allocate`).
+_CLOSE_ENOUGH = 0.99
 
 
 def partial_target(total, target, fraction):
@@ -156,8 +161,14 @@ def allocate(
     Units are removed in the order of their normalised relevance (lowest
     first) until the costs fit (found by bisection). Then, the removed units
     are visited from the most relevant down, and each is put back (with the
-    rest of its group's `round_to` block) if the costs still fit: the result
-    is as close under the target as the units allow.
+    rest of its group's `round_to` block) if the costs still fit. If the
+    last unit removed left a gap under the target that the put-back cannot
+    fill (a wide layer's filter, when the next units in the ranking are a
+    narrow layer's), it is skipped: its group keeps it and its more
+    relevant units, and the removal goes on down the ranking; this repeats
+    while the result gets closer to the target and is more than 1% under
+    it. So a round ends close under its target even when the units the
+    ranking puts next are wide ones.
 
     Args:
         graph: the `CouplingGraph` of the model.
@@ -241,39 +252,74 @@ def allocate(
             for count, gone in zip(counts, removed)
         ]
 
-    def removing(prefix):
-        removed = np.bincount(group_of[order[:prefix]], minlength=len(groups))
-        return rounded(removed.tolist())
-
     def fits(removed):
         return _fits(_costs(graph, plan_of(removed), latency_model), limits)
 
-    most = removing(len(order))
-    if not fits(most):
-        smallest = _costs(graph, plan_of(most), latency_model)
+    def fill(ranking):
+        """Removes the shortest prefix of `ranking` that fits, then puts back what fits.
+
+        Returns the units removed per group and the unit whose removal made
+        the costs fit (`None` if nothing had to go), or `None` if removing all
+        of `ranking` does not fit.
+        """
+        def removing(prefix):
+            removed = np.bincount(group_of[ranking[:prefix]], minlength=len(groups))
+            return rounded(removed.tolist())
+
+        if not fits(removing(len(ranking))):
+            return None
+        low, high = 0, len(ranking)  # fits(removing(high)) holds
+        while low < high:
+            middle = (low + high) // 2
+            if fits(removing(middle)):
+                high = middle
+            else:
+                low = middle + 1
+        removed = removing(high)
+        # Put back: a group whose next block did not fit never fits later (costs
+        # only grow as units come back), so each group is tried until it fails.
+        closed = set()
+        for unit in ranking[:high][::-1]:
+            index = group_of[unit]
+            if index in closed or position[unit] >= removed[index]:
+                continue  # its group failed, or rounding already put it back
+            trial = list(removed)
+            trial[index] = removed[index] - 1
+            trial = rounded(trial)
+            if fits(trial):
+                removed = trial
+            else:
+                closed.add(index)
+        return removed, (ranking[high - 1] if high else None)
+
+    def used(removed):
+        """How much of the target a plan uses: its largest cost / limit."""
+        costs = _costs(graph, plan_of(removed), latency_model)
+        return max(costs[name] / limit for name, limit in limits.items())
+
+    filled = fill(order)
+    if filled is None:
+        smallest = _costs(graph, plan_of(rounded([len(s) for s in sequences])), latency_model)
         raise _unreachable(smallest, limits, min_units, round_to, max_pruning_ratio)
-    low, high = 0, len(order)  # fits(removing(high)) holds
-    while low < high:
-        middle = (low + high) // 2
-        if fits(removing(middle)):
-            high = middle
-        else:
-            low = middle + 1
-    removed = removing(high)
-    # Put back: a group whose next block did not fit never fits later (costs
-    # only grow as units come back), so each group is tried until it fails.
-    closed = set()
-    for unit in order[:high][::-1]:
-        index = group_of[unit]
-        if index in closed or position[unit] >= removed[index]:
-            continue  # its group failed, or rounding already put it back
-        trial = list(removed)
-        trial[index] = removed[index] - 1
-        trial = rounded(trial)
-        if fits(trial):
-            removed = trial
-        else:
-            closed.add(index)
+    removed, crossing = filled
+    # The unit whose removal made the costs fit may overshoot the target by
+    # far more than the next, smaller units in the ranking would (a wide
+    # layer's filter next to a narrow one's), and the put-back cannot fill
+    # that gap with units that were never removed. Then the unit is skipped:
+    # its group keeps it and its more relevant units, and the removal goes on
+    # to the next units in the ranking, for as long as that lands closer to
+    # the target; not within 1% of it, where keeping the ranking's order is
+    # worth more than the last FLOPs (and where every further fill would
+    # cost time on a large model for next to nothing).
+    caps = np.array([len(sequence) for sequence in sequences])
+    share = used(removed)
+    while crossing is not None and share < _CLOSE_ENOUGH:
+        caps[group_of[crossing]] = position[crossing]
+        filled = fill(order[position[order] < caps[group_of[order]]])
+        closer = None if filled is None else used(filled[0])
+        if closer is None or closer <= share:
+            break
+        (removed, crossing), share = filled, closer
     return plan_of(removed)
 
 

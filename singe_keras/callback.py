@@ -206,6 +206,7 @@ class PruningCallback(keras.callbacks.Callback):
         if self.dataset is not None:
             data_lib.check_data(self.dataset, self.model)
         graph = graph_lib.CouplingGraph(self.model, self.ignored_layers)
+        checks.check_finite_weights(self.model)
         unmaskable = _unmaskable_layers(graph)
         if unmaskable:
             user_warning.warn(

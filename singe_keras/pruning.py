@@ -191,7 +191,8 @@ def prune(
         The pruned `keras.Model`, or `(model, report)` if `return_report`.
 
     Raises:
-        ValueError: for bad targets (including unreachable ones, with the
+        ValueError: for a model with NaN or infinite weights (naming them),
+            bad targets (including unreachable ones, with the
             smallest reachable value), bad options, fine-tuning under a
             multi-worker strategy (Keras's `fit` cannot run there), missing
             or unusable data, a missing loss or optimizer, a teacher of other
@@ -219,6 +220,8 @@ def prune(
         min_units=min_units, round_to=round_to, recalibration_batches=recalibration_batches,
     )
     latency_lib.check_latency_model(latency_model)
+    graph = graph_lib.trace(model, ignored_layers)  # rejects what is not a model
+    checks.check_finite_weights(model)
     training = finetune_steps > 0 or final_epochs > 0
     _check_distribution(training, finetune_steps, final_epochs, target_latency, latency_model)
     labelled = _check_data(model, dataset, validation_data, criterion, training)
@@ -238,7 +241,7 @@ def prune(
             fine_tuning.teacher))
         scoring_criterion = _with_loss(criterion, fine_tuning.distillation_loss)
     engine = engine_lib.PruningEngine(
-        graph_lib.trace(model, ignored_layers), scoring_criterion, scoring_data, rounds,
+        graph, scoring_criterion, scoring_data, rounds,
         target_flops=target_flops, target_params=target_params,
         target_latency=target_latency, latency_model=latency_model,
         normalization=normalization, min_units=min_units, round_to=round_to,

@@ -78,9 +78,10 @@ def score(
         A `Scores`: `scores[group_name]` is a NumPy array of relevances.
 
     Raises:
-        ValueError: if `verbose` is not 0 or 1, if the criterion needs data
-            and none (or unusable data) is given, if it needs a loss and neither the model nor the
-            criterion has one, or if a relevance is NaN or infinite.
+        ValueError: if `verbose` is not 0 or 1, if a weight of the model is
+            NaN or infinite, if the criterion needs data and none (or
+            unusable data) is given, if it needs a loss and neither the model
+            nor the criterion has one, or if a relevance is NaN or infinite.
         TypeError: for a wrong type of `model`, `data` or `criterion`.
 
     Example:
@@ -101,6 +102,7 @@ def score(
             model, ignored_layers
         )
         gated = GatedModel(graph)
+    checks.check_finite_weights(gated.graph.model)
     if criterion.needs_data:
         if data is None:
             raise ValueError(

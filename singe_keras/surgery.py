@@ -84,6 +84,8 @@ class _Surgeon:
             layer, node.call, copy.deepcopy(layer.get_config()), in_keep, out_keep
         )
         new = layer_from_config(layer, config)
+        if set(new.get_config()) != set(config):
+            _save_as_built(new, config)
         outputs = node(values, layer=new)  # builds the new layer
         sliced = node.sliced_weights(in_keep, out_keep)
         if sliced is None:
@@ -126,3 +128,22 @@ def layer_from_config(layer, config):
     serialized["config"] = config
     serialized.pop("build_config", None)
     return keras.saving.deserialize_keras_object(serialized, safe_mode=False)
+
+
+def _save_as_built(layer, built_from):
+    """Makes `layer`'s config hold the keys it was built from, at their current values.
+
+    For a class whose `get_config` does not give back its constructor's
+    arguments, so that a saved model would not load: keras-hub 0.32's
+    `ViTPatchingAndEmbedding` adds `num_patches` and `num_positions`, which
+    its constructor refuses, and omits `use_patch_bias` and `data_format`
+    (its handler repairs the config the layer is rebuilt from). Only this
+    instance changes, not the class.
+    """
+    own = layer.get_config
+
+    def get_config():
+        current = own()
+        return {key: current.get(key, value) for key, value in built_from.items()}
+
+    layer.get_config = get_config

@@ -209,3 +209,31 @@ def test_checkpoint_with_another_max_pruning_ratio_is_refused(tmp_path):
     singe_keras.prune(model, max_pruning_ratio=0.8, **arguments)
     with pytest.raises(ValueError, match="another model or other arguments"):
         singe_keras.prune(model, max_pruning_ratio=0.9, **arguments)
+
+
+def _residual_cnn():
+    """Issue 26's model: filters of very unequal cost (a residual pair, a strided conv)."""
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", name="conv1")(inputs)
+    x = layers.ReLU(name="relu1")(layers.BatchNormalization(name="bn1")(x))
+    y = layers.Conv2D(16, 3, padding="same", name="conv2")(x)
+    x = layers.Add(name="add")([x, layers.BatchNormalization(name="bn2")(y)])
+    x = layers.Conv2D(32, 3, strides=2, padding="same", name="conv3")(x)
+    x = layers.Dense(32, name="dense")(layers.GlobalAveragePooling2D(name="pool")(x))
+    model = keras.Model(inputs, layers.Dense(4, name="logits")(x))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.mark.parametrize("target,fraction", [("flops", 0.3), ("flops", 0.5), ("params", 0.5)])
+@pytest.mark.parametrize("rounds", [1, 2, 3, 4])
+def test_every_round_count_ends_within_two_percent_of_the_target(target, fraction, rounds):
+    # A unit of the residual group costs ~7% of the FLOPs, one of conv3 ~0.6%:
+    # the last round must fill the gap a wide unit leaves with narrow ones.
+    model = _residual_cnn()
+    pruned = singe_keras.prune(model, **{f"target_{target}": fraction}, criterion="l1",
+                               rounds=rounds, finetune_steps=0, verbose=0)
+    measure = singe_keras.count_flops if target == "flops" else keras.Model.count_params
+    assert 0.98 * fraction <= measure(pruned) / measure(model) <= fraction

@@ -87,9 +87,9 @@ def _corrupt_checkpoint(directory):
     _prune(checkpoint_dir=directory, rounds=2)
 
 
-def _fit_with(callback, model=None):
+def _fit_with(callback, model=None, data=None, epochs=1):
     model = model or _chain()
-    model.fit(*_data(), epochs=1, callbacks=[callback], verbose=0)
+    model.fit(*(data or _data()), epochs=epochs, callbacks=[callback], verbose=0)
 
 
 def _export(model=None, **kwargs):
@@ -141,9 +141,10 @@ CASES = {
         zoo.build("sequential"), criterion="bn_scale"),
     # PruningCallback
     "`singe` without `data`": lambda tmp: singe_keras.PruningCallback(target_flops=0.5),
-    "a NaN weight at an event": lambda tmp: _fit_with(
-        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", verbose=0),
-        _with_nan_weight()),
+    "weights that become NaN in `fit`": lambda tmp: _fit_with(
+        singe_keras.PruningCallback(target_flops=0.5, criterion="l1", rounds=2,
+                                    verbose=0),
+        data=_nan_inputs(), epochs=2),  # event 1 scores, then training diverges
     # export_tflite
     "`path='model.bin'`": _export(path="model.bin"),
     "a missing folder": _export(path="/no/such/folder/m.tflite"),

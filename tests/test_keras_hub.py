@@ -48,3 +48,15 @@ def test_vit_patching_is_a_costed_barrier_that_rebuilds():
     gated.set_plan(plan)
     x = zoo.sample_inputs(model)
     np.testing.assert_allclose(singe_keras.rebuild(graph, plan)(x), gated(x), atol=1e-5)
+
+
+def test_pruned_vit_backbone_reloads_from_a_keras_file(tmp_path):
+    # keras-hub 0.32's ViTPatchingAndEmbedding.get_config does not load back.
+    model = zoo.keras_hub_classifier("vit")
+    pruned = singe_keras.prune(model, None, target_flops=0.7, criterion="random", rounds=1,
+                               finetune_steps=0, verbose=0)
+    pruned.save(tmp_path / "pruned.keras")
+    loaded = keras.saving.load_model(tmp_path / "pruned.keras")
+    x = zoo.sample_inputs(model, batch=2)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(pruned(x)))
+    assert loaded.count_params() == pruned.count_params() < model.count_params()

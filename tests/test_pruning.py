@@ -368,17 +368,6 @@ def test_least_relevant_units_are_removed_first(criterion):
     assert report.layers["a_conv"]["kept_outputs"] == list(range(6))
 
 
-def test_a_nan_weight_stops_pruning_and_names_the_round():
-    model = zoo.build("chain")
-    kernel = model.get_layer("a_conv").kernel
-    value = keras.ops.convert_to_numpy(kernel).copy()
-    value[1, 1, 0, 4] = np.nan
-    kernel.assign(value)
-    with pytest.raises(ValueError, match=r"Round 1/2: .*non-finite relevance.*'a_conv'"):
-        singe_keras.prune(model, target_flops=0.5, criterion="l1", rounds=2,
-                          finetune_steps=0, verbose=0)
-
-
 def test_a_non_finite_fine_tuning_loss_stops_pruning_and_names_the_round():
     model = _compiled("chain")
     x, y = _data(model)
