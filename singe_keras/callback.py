@@ -88,7 +88,9 @@ class PruningCallback(keras.callbacks.Callback):
     the rebuilt model; gradient criteria see the same function in both.
 
     Under a `tf.distribute` strategy, scoring runs on the replicas of the
-    strategy the model was created in, as `fit` does.
+    strategy the model was created in, as `fit` does. Under a multi-worker
+    strategy `fit` itself cannot run, and so neither can the callback: there,
+    `singe_keras.prune` prunes and fine-tunes (docs/distributed.md).
 
     Unlike `singe_keras.prune`, the callback does not re-estimate BatchNorm
     statistics after an event: every event is followed by at least one epoch
@@ -126,6 +128,10 @@ class PruningCallback(keras.callbacks.Callback):
             holds the prediction next to the measurement and the
             corrections. Defaults to `None`.
 
+    Raises:
+        ValueError: for bad options, and when created in (or set on a model
+            of) a multi-worker strategy.
+
     Example:
 
     ```python
@@ -154,6 +160,7 @@ class PruningCallback(keras.callbacks.Callback):
         latency_model: "dict | latency_lib.LatencyModel | None" = None,
     ) -> None:
         super().__init__()
+        _check_single_worker(distribute.current_strategy())
         self.criterion = criteria_lib.get(criterion)
         if normalization is None:
             normalization = self.criterion.normalization if target_latency is None else "latency"
@@ -178,6 +185,10 @@ class PruningCallback(keras.callbacks.Callback):
         self.max_pruning_ratio = max_pruning_ratio
         self.ignored_layers = ignored_layers
         self.verbose = verbose
+
+    def set_model(self, model):
+        _check_single_worker(model.distribute_strategy)
+        super().set_model(model)
 
     def on_train_begin(self, logs=None):
         self._events_done = 0
@@ -332,6 +343,18 @@ def _mask_targets(graph):
             for attribute, constraint, axis in node.handler.output_parameters(node.layer):
                 if getattr(node.layer, attribute, None) is not None:
                     yield node, attribute, constraint, axis
+
+
+def _check_single_worker(strategy):
+    if distribute.is_multi_worker(strategy):
+        raise ValueError(
+            "PruningCallback runs inside Keras's `fit`, which does not run under a "
+            f"multi-worker strategy (Keras {keras.__version__}; keras-team/keras#20585). "
+            "To prune on several hosts, call `singe_keras.prune` in the strategy's "
+            "scope: it fine-tunes with a distributed training step of its own. "
+            f"Received: a {type(strategy).__name__} over "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
 
 
 def _install_masks(graph):

@@ -25,6 +25,7 @@ from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
 from singe_keras import distribute
+from singe_keras import distributed_training
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
 from singe_keras import recalibration
@@ -76,9 +77,10 @@ def prune(
 
     Called in a `tf.distribute` strategy's scope, `prune` scores on its
     replicas, rebuilds and compiles in the scope and fine-tunes through
-    `fit`; under a multi-worker strategy every worker ends with the same
-    model and only the chief keeps the checkpoint files (README, "Multi-GPU
-    and multi-host").
+    `fit`, or, under a multi-worker strategy (where Keras's `fit` cannot
+    run), through the same training step run on every replica; there every
+    worker ends with the same model and only the chief keeps the checkpoint
+    files (docs/distributed.md).
 
     Args:
         model: a functional or Sequential `keras.Model`. Its compiled loss,
@@ -196,11 +198,10 @@ def prune(
 
     Raises:
         ValueError: for bad targets (including unreachable ones, with the
-            smallest reachable value), bad options, fine-tuning under a
-            multi-worker strategy (Keras's `fit` cannot run there), missing
-            or unusable data, a missing loss or optimizer, a teacher of other
-            shapes, a loss that does not tell distillation the output kind,
-            or a checkpoint written by another call; and, naming the round,
+            smallest reachable value), bad options, missing or unusable
+            data, a missing loss or optimizer, a teacher of other shapes, a
+            loss that does not tell distillation the output kind, or a
+            checkpoint written by another call; and, naming the round,
             for NaN or infinite relevance or fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
@@ -229,15 +230,6 @@ def prune(
     max_flops = allocation.absolute_target("target_flops", target_flops, original.flops)
     max_params = allocation.absolute_target("target_params", target_params, original.params)
     training = finetune_steps > 0 or final_epochs > 0
-    if training and distribute.is_multi_worker():
-        raise ValueError(
-            "Keras's `fit` does not run under a multi-worker strategy (Keras "
-            f"{keras.__version__}; keras-team/keras#20585), and `prune` fine-tunes "
-            "with it. Under a MultiWorkerMirroredStrategy, prune with "
-            "finetune_steps=0 and final_epochs=0 (scoring is distributed), or "
-            "use a MirroredStrategy on one host. Received: "
-            f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
-        )
     if (target_latency is not None and distribute.is_multi_worker()
             and not isinstance(latency_model, latency_lib.LatencyModel)):
         raise ValueError(
@@ -425,7 +417,7 @@ def prune(
         if seed is not None:
             keras.utils.set_random_seed(seed + rounds + 1)
         model_or_distiller = trainer(rounds * finetune_steps)
-        history = _fit(model_or_distiller, dataset, final_epochs, batch_size,
+        history = _fit(model_or_distiller, dataset, final_epochs, batch_size, seed,
                        int(verbose == 1))
         logs = {k: v[-1] for k, v in history.history.items()}
         _check_loss(logs, "Final fine-tuning")
@@ -462,8 +454,11 @@ def _round_stream(dataset, round_index, steps, batch_size, seed):
 def _finetune(model, dataset, round_index, steps, batch_size, seed, verbose):
     """`steps` optimizer steps; round r reads the r-th slice of the stream."""
     batches = _round_stream(dataset, round_index, steps, batch_size, seed).take(steps)
-    history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
-                        verbose=verbose)
+    if distribute.is_multi_worker():  # Keras's fit cannot run there
+        history = distributed_training.fit(model, batches, verbose=verbose)
+    else:
+        history = model.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
+                            verbose=verbose)
     return {k: v[-1] for k, v in history.history.items()}
 
 
@@ -482,7 +477,10 @@ def _check_loss(logs, stage):
         )
 
 
-def _fit(model, dataset, epochs, batch_size, verbose):
+def _fit(model, dataset, epochs, batch_size, seed, verbose):
+    if distribute.is_multi_worker():  # Keras's fit cannot run there
+        return distributed_training.fit(model, data_lib.epoch(dataset, batch_size, seed),
+                                        epochs, verbose)
     return model.fit(
         **data_lib.keras_arguments(dataset, batch_size), epochs=epochs,
         shuffle=not data_lib.is_stream(dataset), verbose=verbose,
