@@ -25,7 +25,9 @@ def current_strategy():
 def is_multi_worker(strategy=None):
     """Whether `strategy` (by default the enclosing scope's) spans several workers."""
     strategy = strategy or current_strategy()
-    return strategy is not None and (
+    # One replica (the default strategy included, which has no worker
+    # devices) is one worker.
+    return strategy is not None and strategy.num_replicas_in_sync > 1 and (
         strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
 
 

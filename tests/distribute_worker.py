@@ -28,6 +28,8 @@ import tensorflow as tf
 
 import singe_keras
 import zoo
+from singe_keras import data as data_lib
+from singe_keras import distributed_training
 
 CRITERION = dict(steps=3, samples=13, batch_size=4, draws=2)
 PRUNING = dict(target_flops=0.5, rounds=2, finetune_steps=2, batch_size=4, seed=0, verbose=0)
@@ -68,6 +70,30 @@ def pruned_by_callback(model, data):
     return architecture(singe_keras.strip(model))
 
 
+def step_against_fit():
+    """Trainable weights and logs after an epoch of Keras's `fit` and of the distributed step.
+
+    Both under the enclosing strategy, from the same model and batches.
+    """
+    results = {}
+    for name in ("fit", "distributed"):
+        model, data = learnable_problem()
+        model.compile_from_config({**model.get_compile_config(), "steps_per_execution": 1,
+                         "jit_compile": False})
+        # Unshuffled (fit reads a batch to build the model before its epoch).
+        batches = data_lib.epoch(tf.data.Dataset.from_tensor_slices(data).batch(8), 8, seed=0)
+        if name == "fit":
+            logs = model.fit(batches, epochs=1, shuffle=False, verbose=0).history
+        else:
+            logs = distributed_training.fit(model, batches, verbose=0).history
+        results[name] = {
+            "logs": {k: v[-1] for k, v in logs.items()},
+            "weights": [zoo.keras.ops.convert_to_numpy(w).tolist()
+                        for w in model.trainable_weights],
+        }
+    return results
+
+
 def mirrored(output):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -90,6 +116,11 @@ def mirrored(output):
             "mirrored_weights": all(
                 isinstance(w.value, tf.distribute.DistributedValues) for w in pruned.weights),
             "callback": pruned_by_callback(problem()[0], data),
+            "epoch_rows": {
+                size: [len(batch[0]) for batch in data_lib.epoch(uneven, size, 0)]
+                for size in (4, 5)
+            },
+            "step_against_fit": step_against_fit(),
         }
     with open(output, "w") as f:
         json.dump(results, f)

@@ -55,6 +55,26 @@ def test_pruning_callback_under_a_mirrored_scope_gives_the_same_architecture(mir
     assert mirrored["mirrored"]["callback"] == mirrored["single"]["callback"]
 
 
+def test_under_a_strategy_every_batch_is_cut_to_whole_replica_shares(mirrored):
+    # 13 rows over 2 replicas: batches of 4 lose the last row (fewer rows than
+    # replicas), batches of 5 one row each.
+    assert mirrored["mirrored"]["epoch_rows"] == {"4": [4, 4, 4], "5": [4, 4, 2]}
+
+
+def test_distributed_step_trains_as_keras_fit_does(mirrored):
+    # The same train_step on the same batches under the same strategy: the
+    # same weights and the same logs (loss, metrics, weighted metrics).
+    fit, distributed = (mirrored["mirrored"]["step_against_fit"][k]
+                        for k in ("fit", "distributed"))
+    assert set(distributed["logs"]) == set(fit["logs"]) == {
+        "loss", "accuracy", "sparse_categorical_accuracy"}
+    for name, value in fit["logs"].items():
+        np.testing.assert_allclose(distributed["logs"][name], value, rtol=1e-6)
+    assert len(distributed["weights"]) == len(fit["weights"])
+    for a, b in zip(distributed["weights"], fit["weights"]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
