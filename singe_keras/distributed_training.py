@@ -38,6 +38,15 @@ def fit(model, dataset, epochs=1, verbose=1):
     Returns:
         A `keras.callbacks.History` whose `history` holds, per epoch, the
         metrics `fit` would report (`loss` and the compiled metrics).
+
+    Example:
+
+    ```python
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # TF_CONFIG set
+    with strategy.scope():
+        model = keras.models.load_model("model.keras")
+        history = distributed_training.fit(model, data.epoch((x, y), 64, seed=0))
+    ```
     """
     strategy = model.distribute_strategy
     options = tf.data.Options()

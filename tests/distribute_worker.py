@@ -30,6 +30,7 @@ import singe_keras
 import zoo
 from singe_keras import data as data_lib
 from singe_keras import distributed_training
+from singe_keras.distillation import DistillationLoss, Distiller
 
 CRITERION = dict(steps=3, samples=13, batch_size=4, draws=2)
 PRUNING = dict(target_flops=0.5, rounds=2, finetune_steps=2, batch_size=4, seed=0, verbose=0)
@@ -73,24 +74,31 @@ def pruned_by_callback(model, data):
 def step_against_fit():
     """Trainable weights and logs after an epoch of Keras's `fit` and of the distributed step.
 
-    Both under the enclosing strategy, from the same model and batches.
+    Both under the enclosing strategy, from the same model and batches; for
+    the model and for a `Distiller` of it (as `prune` distills).
     """
     results = {}
-    for name in ("fit", "distributed"):
-        model, data = learnable_problem()
-        model.compile_from_config({**model.get_compile_config(), "steps_per_execution": 1,
-                         "jit_compile": False})
-        # Unshuffled (fit reads a batch to build the model before its epoch).
-        batches = data_lib.epoch(tf.data.Dataset.from_tensor_slices(data).batch(8), 8, seed=0)
-        if name == "fit":
-            logs = model.fit(batches, epochs=1, shuffle=False, verbose=0).history
-        else:
-            logs = distributed_training.fit(model, batches, verbose=0).history
-        results[name] = {
-            "logs": {k: v[-1] for k, v in logs.items()},
-            "weights": [zoo.keras.ops.convert_to_numpy(w).tolist()
-                        for w in model.trainable_weights],
-        }
+    for kind in ("model", "distiller"):
+        for name in ("fit", "distributed"):
+            model, data = learnable_problem()
+            config = {**model.get_compile_config(), "steps_per_execution": 1,
+                      "jit_compile": False}
+            if kind == "distiller":
+                model = Distiller(model, zoo.build("residual", seed=1),
+                                  DistillationLoss("logits"), 0.5)
+                config["loss_weights"] = 0.5
+            model.compile_from_config(config)
+            # Unshuffled (fit reads a batch to build the model before its epoch).
+            batches = data_lib.epoch(tf.data.Dataset.from_tensor_slices(data).batch(8), 8, 0)
+            if name == "fit":
+                logs = model.fit(batches, epochs=1, shuffle=False, verbose=0).history
+            else:
+                logs = distributed_training.fit(model, batches, verbose=0).history
+            results[f"{kind} {name}"] = {
+                "logs": {k: v[-1] for k, v in logs.items()},
+                "weights": [zoo.keras.ops.convert_to_numpy(w).tolist()
+                            for w in model.trainable_weights],
+            }
     return results
 
 

@@ -61,11 +61,13 @@ def test_under_a_strategy_every_batch_is_cut_to_whole_replica_shares(mirrored):
     assert mirrored["mirrored"]["epoch_rows"] == {"4": [4, 4, 4], "5": [4, 4, 2]}
 
 
-def test_distributed_step_trains_as_keras_fit_does(mirrored):
+@pytest.mark.parametrize("kind", ["model", "distiller"])
+def test_distributed_step_trains_as_keras_fit_does(mirrored, kind):
     # The same train_step on the same batches under the same strategy: the
-    # same weights and the same logs (loss, metrics, weighted metrics).
-    fit, distributed = (mirrored["mirrored"]["step_against_fit"][k]
-                        for k in ("fit", "distributed"))
+    # same weights and the same logs (loss, metric, weighted metric), for the
+    # compiled loss and for the distillation loss.
+    results = mirrored["mirrored"]["step_against_fit"]
+    fit, distributed = results[f"{kind} fit"], results[f"{kind} distributed"]
     assert set(distributed["logs"]) == set(fit["logs"]) == {
         "loss", "accuracy", "sparse_categorical_accuracy"}
     for name, value in fit["logs"].items():
