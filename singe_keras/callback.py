@@ -90,7 +90,9 @@ class PruningCallback(keras.callbacks.Callback):
     the rebuilt model; gradient criteria see the same function in both.
 
     Under a `tf.distribute` strategy, scoring runs on the replicas of the
-    strategy the model was created in, as `fit` does.
+    strategy the model was created in, as `fit` does. Under a multi-worker
+    strategy `fit` itself cannot run, and so neither can the callback: there,
+    `singe_keras.prune` prunes and fine-tunes (docs/distributed.md).
 
     Attention heads are pruned as `prune` prunes them: a head's value
     projection is masked, so that it adds nothing to the layer's output.
@@ -138,6 +140,11 @@ class PruningCallback(keras.callbacks.Callback):
         data, pruning_events: the former names of `dataset` and `rounds`,
             deprecated.
 
+    Raises:
+        ValueError: for bad options, when created in (or set on a model of)
+            a multi-worker strategy, and when training begins on a model
+            with NaN or infinite weights (naming them).
+
     Example:
 
     ```python
@@ -171,6 +178,7 @@ class PruningCallback(keras.callbacks.Callback):
         pruning_events: int | None = None,
     ) -> None:
         super().__init__()
+        _check_single_worker(distribute.current_strategy())
         dataset = checks.renamed("PruningCallback", "dataset", dataset, "data", data)
         rounds = checks.renamed("PruningCallback", "rounds", rounds, "pruning_events",
                                 pruning_events, default=4)
@@ -200,6 +208,10 @@ class PruningCallback(keras.callbacks.Callback):
         self.verbose = verbose
         self.recalibration_batches = recalibration_batches
         self.recalibration_batch_size = recalibration_batch_size
+
+    def set_model(self, model):
+        _check_single_worker(model.distribute_strategy)
+        super().set_model(model)
 
     def on_train_begin(self, logs=None):
         self._events_done = 0
@@ -318,6 +330,18 @@ def _weight(layer, path):
     for name in path.split("."):
         layer = getattr(layer, name, None)
     return layer
+
+
+def _check_single_worker(strategy):
+    if distribute.is_multi_worker(strategy):
+        raise ValueError(
+            "PruningCallback runs inside Keras's `fit`, which does not run under a "
+            f"multi-worker strategy (Keras {keras.__version__}; keras-team/keras#20585). "
+            "To prune on several hosts, call `singe_keras.prune` in the strategy's "
+            "scope: it fine-tunes with a distributed training step of its own. "
+            f"Received: a {type(strategy).__name__} over "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
 
 
 def _install_masks(graph):

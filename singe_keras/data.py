@@ -234,23 +234,46 @@ def keras_arguments(data, batch_size):
 
 def training_stream(dataset, batch_size, seed):
     """The training data as an endless, deterministic `tf.data.Dataset`."""
+    return epoch(dataset, batch_size, seed).repeat()
+
+
+def epoch(dataset, batch_size, seed):
+    """One epoch of the training data as a `tf.data.Dataset`, reshuffled at each pass.
+
+    Arrays are shuffled (with `seed`) and cut into batches of `batch_size`;
+    a dataset is read as it is; a `PyDataset` in its order. Under a
+    strategy, every batch is cut to a multiple of the replica count (a batch
+    of fewer rows is skipped): a replica without rows fails in Keras's
+    BatchNormalization, and equal shares make the mean of the replicas'
+    mean losses the batch's mean loss.
+    """
     if isinstance(dataset, tf.data.Dataset):
-        return dataset.repeat()
-    if isinstance(dataset, keras.utils.PyDataset):
+        batches = dataset
+    elif isinstance(dataset, keras.utils.PyDataset):
         signature = tuple(
             tf.TensorSpec((None,) + np.shape(part)[1:], tf.as_dtype(np.asarray(part).dtype))
             for part in _as_tuple(dataset[0])
         )
-        return tf.data.Dataset.from_generator(
-            lambda: (_as_tuple(dataset[i % len(dataset)]) for i in range(2**62)),
+        batches = tf.data.Dataset.from_generator(
+            lambda: (_as_tuple(dataset[i]) for i in range(len(dataset))),
             output_signature=signature,
         )
-    arrays = tuple(np.asarray(part) for part in _as_tuple(dataset))
-    return (
-        tf.data.Dataset.from_tensor_slices(arrays)
-        .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-        # Under a strategy, an epoch's short last batch could leave a replica
-        # without rows, which Keras's fit fails on with BatchNormalization.
-        .batch(batch_size, drop_remainder=distribute.current_strategy() is not None)
-        .repeat()
-    )
+    else:
+        arrays = tuple(np.asarray(part) for part in _as_tuple(dataset))
+        batches = (
+            tf.data.Dataset.from_tensor_slices(arrays)
+            .shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+        )
+    strategy = distribute.current_strategy()
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return batches
+    replicas = strategy.num_replicas_in_sync
+
+    def whole_shares(*batch):
+        rows = tf.shape(tf.nest.flatten(batch)[0])[0]
+        kept = tf.nest.map_structure(lambda part: part[: rows - rows % replicas], batch)
+        return kept if len(batch) > 1 else kept[0]
+
+    return (batches.map(whole_shares)
+            .filter(lambda *batch: tf.shape(tf.nest.flatten(batch)[0])[0] > 0))

@@ -2,7 +2,8 @@
 
 Like Keras's `fit`, `singe_keras` uses the strategy whose scope it is called
 in (`with strategy.scope(): ...`): models rebuilt there hold mirrored
-variables, fine-tuning goes through `fit`, and scoring splits each batch over
+variables, fine-tuning goes through `fit` (under a multi-worker strategy,
+where `fit` cannot run, through `distributed_training.fit`), and scoring splits each batch over
 the replicas. Every worker of a multi-worker strategy reads the same scoring
 batches and computes the rows of its own replicas; the per-unit sums are then
 added over the workers, so that every worker gets the same relevances, the
@@ -21,10 +22,12 @@ def current_strategy():
     return tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
 
 
-def is_multi_worker():
-    """Whether the strategy of the enclosing scope spans several workers."""
-    strategy = current_strategy()
-    return strategy is not None and (
+def is_multi_worker(strategy=None):
+    """Whether `strategy` (by default the enclosing scope's) spans several workers."""
+    strategy = strategy or current_strategy()
+    # One replica (the default strategy included, which has no worker
+    # devices) is one worker.
+    return strategy is not None and strategy.num_replicas_in_sync > 1 and (
         strategy.num_replicas_in_sync > len(strategy.extended.worker_devices))
 
 

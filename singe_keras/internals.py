@@ -82,6 +82,11 @@ def sublayer_weights(layer):
     return [w for sub in flatten(include_self=False) for w in sub.weights]
 
 
+def symbolic_build(model, data_spec):
+    """What `fit` builds before its first step: the compiled loss, metrics and optimizer."""
+    _attribute(model, "_symbolic_build")(data_batch=data_spec)
+
+
 # MultiHeadAttention ----------------------------------------------------------
 
 

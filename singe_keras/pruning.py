@@ -24,6 +24,7 @@ from singe_keras import criteria as criteria_lib
 from singe_keras import data as data_lib
 from singe_keras import distillation as distillation_lib
 from singe_keras import distribute
+from singe_keras import distributed_training
 from singe_keras import engine as engine_lib
 from singe_keras import graph as graph_lib
 from singe_keras import latency as latency_lib
@@ -73,8 +74,10 @@ def prune(
 
     Called in a `tf.distribute` strategy's scope, `prune` scores on its
     replicas, rebuilds and compiles in the scope and fine-tunes through
-    `fit`; under a multi-worker strategy every worker ends with the same
-    model and only the chief keeps the checkpoint files (docs/distributed.md).
+    `fit`, or, under a multi-worker strategy (where Keras's `fit` cannot
+    run), through the same training step run on every replica; there every
+    worker ends with the same model and only the chief keeps the checkpoint
+    files (docs/distributed.md).
 
     Args:
         model: a functional or Sequential `keras.Model`. Its compiled loss,
@@ -192,12 +195,11 @@ def prune(
 
     Raises:
         ValueError: for a model with NaN or infinite weights (naming them),
-            bad targets (including unreachable ones, with the
-            smallest reachable value), bad options, fine-tuning under a
-            multi-worker strategy (Keras's `fit` cannot run there), missing
-            or unusable data, a missing loss or optimizer, a teacher of other
-            shapes, a loss that does not tell distillation the output kind,
-            or a checkpoint written by another call; and, naming the round,
+            bad targets (including unreachable ones, with the smallest
+            reachable value), bad options, missing or unusable data, a
+            missing loss or optimizer, a teacher of other shapes, a loss that
+            does not tell distillation the output kind, or a checkpoint
+            written by another call; and, naming the round,
             for NaN or infinite relevance or fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
@@ -223,7 +225,7 @@ def prune(
     graph = graph_lib.trace(model, ignored_layers)  # rejects what is not a model
     checks.check_finite_weights(model)
     training = finetune_steps > 0 or final_epochs > 0
-    _check_distribution(training, finetune_steps, final_epochs, target_latency, latency_model)
+    _check_distribution(target_latency, latency_model)
     labelled = _check_data(model, dataset, validation_data, criterion, training)
     uses_teacher = not labelled and (training or criterion.needs_loss)
     if uses_teacher and distillation is None:
@@ -399,20 +401,10 @@ def _check_data(model, dataset, validation_data, criterion, training):
     return data_lib.has_targets(dataset)
 
 
-def _check_distribution(training, finetune_steps, final_epochs, target_latency, latency_model):
+def _check_distribution(target_latency, latency_model):
     """Refuses what cannot run under a multi-worker strategy."""
-    if not distribute.is_multi_worker():
-        return
-    if training:
-        raise ValueError(
-            "Keras's `fit` does not run under a multi-worker strategy (Keras "
-            f"{keras.__version__}; keras-team/keras#20585), and `prune` fine-tunes "
-            "with it. Under a MultiWorkerMirroredStrategy, prune with "
-            "finetune_steps=0 and final_epochs=0 (scoring is distributed), or "
-            "use a MirroredStrategy on one host. Received: "
-            f"finetune_steps={finetune_steps}, final_epochs={final_epochs}"
-        )
-    if target_latency is not None and not isinstance(latency_model, latency_lib.LatencyModel):
+    if (target_latency is not None and distribute.is_multi_worker()
+            and not isinstance(latency_model, latency_lib.LatencyModel)):
         raise ValueError(
             "Under a multi-worker strategy every worker must plan with the same "
             "latency tables, and tables timed on each worker differ: build the "
@@ -481,17 +473,25 @@ class _FineTuning:
         if not steps:
             return {}
         batches = self.stream(round_index, steps).take(steps)
-        history = self.trained.fit(batches, epochs=1, steps_per_epoch=steps, shuffle=False,
-                                   verbose=self.verbose)
+        if distribute.is_multi_worker():  # Keras's fit cannot run there
+            history = distributed_training.fit(self.trained, batches, verbose=self.verbose)
+        else:
+            history = self.trained.fit(batches, epochs=1, steps_per_epoch=steps,
+                                       shuffle=False, verbose=self.verbose)
         return {k: v[-1] for k, v in history.history.items()}
 
     def epochs(self, model, step, epochs):
         """`epochs` epochs over the dataset, the schedule continued at `step`."""
         self.trained = self.compiled(model, step)
-        history = self.trained.fit(
-            **data_lib.keras_arguments(self.dataset, self.batch_size), epochs=epochs,
-            shuffle=not data_lib.is_stream(self.dataset), verbose=self.verbose,
-        )
+        if distribute.is_multi_worker():  # Keras's fit cannot run there
+            history = distributed_training.fit(
+                self.trained, data_lib.epoch(self.dataset, self.batch_size, self.seed),
+                epochs, self.verbose)
+        else:
+            history = self.trained.fit(
+                **data_lib.keras_arguments(self.dataset, self.batch_size), epochs=epochs,
+                shuffle=not data_lib.is_stream(self.dataset), verbose=self.verbose,
+            )
         return {k: v[-1] for k, v in history.history.items()}
 
     @property
