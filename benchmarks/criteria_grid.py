@@ -47,6 +47,20 @@ CRITERIA = {
         "seed": seed}},
     "singe_unit": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "unit", "reduction": "abs"}},
+    # Issue 23: blocks dealt across all groups (path="across"), K = 1.
+    # `singe_random_square` above is the default before issue 23.
+    "singe_across8": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "seed": seed}},
+    "singe_across8_s2": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 2, "seed": seed}},
+    "singe_across16_s2": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.0625,
+        "blocks_per_sample": 2, "seed": seed}},
+    "singe_across4_s1": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.25,
+        "blocks_per_sample": 1, "seed": seed}},
 }
 DATA_FREE = ("l1", "l2", "group_l1", "bn_scale")
 # "sum" is left out: it ranks like "l2" (both divide by a statistic that grows
