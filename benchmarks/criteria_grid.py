@@ -58,6 +58,17 @@ CRITERIA = {
     "singe_across16_s2": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.0625,
         "blocks_per_sample": 2, "seed": seed}},
+    # read="all": every unit reads the gradient of every point (the mean
+    # over the sample's points), not only the units of the point's block.
+    "singe_across8_s1_all": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 1, "read": "all", "seed": seed}},
+    "singe_across8_s2_all": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 2, "read": "all", "seed": seed}},
+    "singe_across4_s1_all": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.25,
+        "blocks_per_sample": 1, "read": "all", "seed": seed}},
     "singe_across4_s1": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.25,
         "blocks_per_sample": 1, "seed": seed}},

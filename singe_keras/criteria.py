@@ -202,10 +202,15 @@ class IntegratedGradients(Criterion):
         draws=1,
         seed=0,
         blocks_per_sample=None,
+        read="block",
     ):
         _check_choice("path", path, ("group", "unit", "random", "across"))
         _check_choice("reduction", reduction, ("abs", "signed", "square"))
         _check_choice("rule", rule, ("midpoint", "left"))
+        _check_choice("read", read, ("block", "all"))
+        if read == "all" and rule != "midpoint":
+            raise ValueError("`read='all'` needs `rule='midpoint'`. "
+                             f"Received: rule={rule!r}")
         for argument, value in (("steps", steps), ("samples", samples),
                                 ("batch_size", batch_size), ("draws", draws)):
             if argument == "batch_size" and value is None:
@@ -234,6 +239,7 @@ class IntegratedGradients(Criterion):
         self.block_fraction = None if block_fraction is None else float(block_fraction)
         self.blocks_per_sample = None if blocks_per_sample is None else int(blocks_per_sample)
         self.draws, self.seed = int(draws), seed
+        self.read = read
 
     def get_config(self):
         return {
@@ -248,6 +254,7 @@ class IntegratedGradients(Criterion):
             "draws": self.draws,
             "seed": self.seed,
             "blocks_per_sample": self.blocks_per_sample,
+            "read": self.read,
         }
 
     @classmethod
@@ -350,7 +357,11 @@ class IntegratedGradients(Criterion):
             positions = positions[1:]
         for block in range(count):
             inside = block_of == block
-            mask = inside.astype("float32")
+            if self.read == "all":  # every unit of a sample that has this block
+                mask = np.broadcast_to(inside.any(axis=1, keepdims=True), inside.shape)
+                mask = mask.astype("float32")
+            else:
+                mask = inside.astype("float32")
             for position in positions:
                 yield np.where(inside, np.float32(position), np.float32(1.0)), weight, mask
 
@@ -399,7 +410,11 @@ class IntegratedGradients(Criterion):
                             done += 1
                             bar.update(done)
                 # The blocks of one partition are disjoint: each unit has at
-                # most one attribution per sample and draw.
+                # most one attribution per sample and draw. With `read="all"`
+                # it has one per block of the sample: their mean is taken.
+                if self.read == "all":
+                    read = np.maximum(np.asarray(block_of).max(axis=1) + 1, 1)
+                    attributions = attributions / read[:, None]
                 if self.reduction == "abs":
                     attributions = np.abs(attributions)
                 elif self.reduction == "square":
