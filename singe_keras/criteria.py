@@ -191,8 +191,8 @@ class IntegratedGradients(Criterion):
 
     def __init__(
         self,
-        steps=4,
-        path="random",
+        steps=None,
+        path="across",
         reduction="square",
         samples=256,
         loss=None,
@@ -201,7 +201,7 @@ class IntegratedGradients(Criterion):
         block_fraction=None,
         draws=1,
         seed=0,
-        blocks_per_sample=None,
+        blocks_per_sample=2,
         read="block",
     ):
         _check_choice("path", path, ("group", "unit", "random", "across"))
@@ -213,7 +213,7 @@ class IntegratedGradients(Criterion):
                              f"Received: rule={rule!r}")
         for argument, value in (("steps", steps), ("samples", samples),
                                 ("batch_size", batch_size), ("draws", draws)):
-            if argument == "batch_size" and value is None:
+            if argument in ("batch_size", "steps") and value is None:
                 continue
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(
@@ -232,10 +232,14 @@ class IntegratedGradients(Criterion):
                 "`blocks_per_sample` must be a positive integer or None. "
                 f"Received: blocks_per_sample={blocks_per_sample!r}"
             )
+        if steps is None:  # the path's default
+            steps = 1 if path == "across" else 4
         self.steps, self.path, self.reduction = int(steps), path, reduction
         self.samples, self.loss = int(samples), loss
         self.batch_size = None if batch_size is None else int(batch_size)
         self.rule = rule
+        if block_fraction is None and path in ("random", "across"):  # the path's default
+            block_fraction = 0.125 if path == "across" else 0.5
         self.block_fraction = None if block_fraction is None else float(block_fraction)
         self.blocks_per_sample = None if blocks_per_sample is None else int(blocks_per_sample)
         self.draws, self.seed = int(draws), seed
