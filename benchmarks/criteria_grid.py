@@ -55,6 +55,9 @@ CRITERIA = {
     "singe_across8_s2": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
         "blocks_per_sample": 2, "seed": seed}},
+    "singe_across8_s3": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 3, "seed": seed}},
     "singe_across16_s2": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.0625,
         "blocks_per_sample": 2, "seed": seed}},
