@@ -204,6 +204,18 @@ def test_across_blocks_cover_every_unit_once_per_stratum():
     np.testing.assert_array_equal((block_of >= 0).sum(axis=0), 1)
 
 
+def test_default_singe_costs_two_gradients_per_sample(recorded_steps):
+    model = _compiled("residual")
+    x, y = _data(model, n=8)
+    criterion = criteria.get("singe")
+    assert (criterion.path, criterion.steps, criterion.block_fraction,
+            criterion.blocks_per_sample) == ("across", 1, 0.125, 2)
+    scores = singe_keras.score(model, (x, y), criterion).flat()
+    # 8 samples x 2 blocks each, in one pass.
+    assert recorded_steps[-1].rows == [16]
+    assert np.isfinite(scores).all() and (scores > 0).mean() > 0.9
+
+
 def test_one_point_criteria_run_unpadded_passes(recorded_steps):
     model = _compiled("chain")
     x, y = _data(model, n=8)
