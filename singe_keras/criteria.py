@@ -139,16 +139,19 @@ class IntegratedGradients(Criterion):
       removed with it, as the allocation will remove many units of a group
       at once, rather than while all of them vanish (`"group"`) or none
       (`"unit"`); `draws` such partitions per sample are averaged.
-    - `path="across"` (the default): all the units of the model, whatever
-      their group, are dealt at random into `round(1 / block_fraction)`
-      blocks (8 at the default 1/8), and each sample evaluates
-      `blocks_per_sample` of them (2 by default): ceil(blocks /
-      blocks_per_sample) consecutive samples share one partition and split
-      its blocks, so that each unit is evaluated once per such stratum.
-      With K = 1 (the default here) a sample costs `blocks_per_sample`
-      gradients, about twice Taylor's one. What makes the ranking is how
-      much of the network one path point removes with the unit (README,
-      "Scoring time and quality"), not the number of points.
+    - `path="across"` (the default): for each sample, all the units of the
+      model, whatever their group, are dealt at random into
+      `round(1 / block_fraction)` blocks (8 at the default 1/8), each scaled
+      in turn: with K = 1 (the default here) a sample costs 8 gradients,
+      where the per-group halves of `"random"` at K = 4 cost 8 per group.
+      What makes the ranking is how much of the network one path point
+      removes with the unit (README, "Scoring time and quality"), not the
+      number of points. With `blocks_per_sample=S`, each sample evaluates
+      only S of the blocks: ceil(blocks / S) consecutive samples share one
+      partition and split its blocks, so that each unit is evaluated once
+      per such stratum; a sample then costs S gradients (S = 2: about
+      twice Taylor's time), but each unit is evaluated by fewer samples,
+      and the ranking is noisier at the same `samples`.
 
     The relevance is the mean, over the samples (and draws) that evaluated
     the unit, of |A_u(x)| (`reduction="abs"`), A_u(x) (`"signed"`) or
@@ -193,8 +196,8 @@ class IntegratedGradients(Criterion):
             sample. Defaults to `1`.
         seed: seed of the random partitions. Defaults to `0`.
         blocks_per_sample: with `path="across"`, how many of its
-            partition's blocks a sample evaluates (at most all of them).
-            Defaults to `2`.
+            partition's blocks a sample evaluates (at most all of them);
+            `None` for all of them. Defaults to `None`.
         read: `"block"` (a point's gradients count for the units of its
             block: integrated gradients), or `"all"` (see above; needs the
             midpoint rule). Defaults to `"block"`.
@@ -223,7 +226,7 @@ class IntegratedGradients(Criterion):
         block_fraction=None,
         draws=1,
         seed=0,
-        blocks_per_sample=2,
+        blocks_per_sample=None,
         read="block",
     ):
         _check_choice("path", path, ("group", "unit", "random", "across"))

@@ -204,15 +204,17 @@ def test_across_blocks_cover_every_unit_once_per_stratum():
     np.testing.assert_array_equal((block_of >= 0).sum(axis=0), 1)
 
 
-def test_default_singe_costs_two_gradients_per_sample(recorded_steps):
+@pytest.mark.parametrize("blocks_per_sample, rows", [(None, 64), (2, 16)])
+def test_default_singe_costs_a_gradient_per_block(recorded_steps, blocks_per_sample, rows):
     model = _compiled("residual")
     x, y = _data(model, n=8)
     criterion = criteria.get("singe")
     assert (criterion.path, criterion.steps, criterion.block_fraction,
-            criterion.blocks_per_sample) == ("across", 1, 0.125, 2)
+            criterion.blocks_per_sample) == ("across", 1, 0.125, None)
+    criterion.blocks_per_sample = blocks_per_sample
     scores = singe_keras.score(model, (x, y), criterion).flat()
-    # 8 samples x 2 blocks each, in one pass.
-    assert recorded_steps[-1].rows == [16]
+    # 8 samples x 8 blocks (or 2 of them) each, in one pass.
+    assert recorded_steps[-1].rows == [rows]
     assert np.isfinite(scores).all() and (scores > 0).mean() > 0.9
 
 
