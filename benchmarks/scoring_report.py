@@ -23,11 +23,24 @@ ROWS = (
     ("`taylor`", "taylor", "taylor", "1"),
     ("default before (`path=\"random\"`, halves of each group, K=4)",
      "singe_random_square", "singe_before", "8 per group"),
-    ("8 blocks across groups, all 8 per sample, K=1", "singe_across8", "singe_across8", "8"),
-    ("8 blocks across groups, 3 per sample, K=1", "singe_across8_s3", "singe_across8_s3", "3"),
-    ("**new default**: 8 blocks across groups, 2 per sample, K=1",
-     "singe_across8_s2", "singe", "2"),
+    ("**new default** (`path=\"across\"`): 8 blocks across groups, all 8 per sample, K=1",
+     "singe_across8", "singe", "8"),
+    ("the same, 3 of the 8 blocks per sample (`blocks_per_sample=3`)",
+     "singe_across8_s3", "singe_across8_s3", "3"),
+    ("the same, 2 of the 8 blocks per sample (`blocks_per_sample=2`)",
+     "singe_across8_s2", "singe_across8_s2", "2"),
 )
+#: Timing files: the latest run (`scoring_time_<model>.json`, the default
+#: `singe` as of this commit) first; earlier runs fill the other rows.
+TIME_SUFFIXES = ("", "_s3", "_run1")
+
+
+def criteria_label(config):
+    """"8 blocks" or "2 of 8 blocks" for a serialized `singe`."""
+    config = config["config"]
+    count = round(1 / config["block_fraction"])
+    chosen = config.get("blocks_per_sample")
+    return f"{chosen} of {count} blocks" if chosen and chosen < count else f"{count} blocks"
 
 
 def load(name):
@@ -58,12 +71,23 @@ def cell(table, model, criterion, normalization, target):
 
 
 def main():
-    times = {m: load(f"scoring_time_{m}.json") for m in TIME_MODELS}
-    for model in TIME_MODELS:  # the 3-blocks variant was timed in its own runs
-        extra = load(f"scoring_time_{model}_s3.json")
-        if extra and times[model]:
-            for key in ("best_seconds_per_sample", "ratio_to_taylor"):
-                times[model][key]["singe_across8_s3"] = extra[key]["singe_across8_s3"]
+    runs = {m: {x: load(f"scoring_time_{m}{x}.json") for x in TIME_SUFFIXES} for m in TIME_MODELS}
+    times = {}
+    for model in TIME_MODELS:
+        merged = {"best_seconds_per_sample": {}, "ratio_to_taylor": {}}
+        for suffix in TIME_SUFFIXES:
+            run = runs[model][suffix]
+            if run is None:
+                continue
+            for key in merged:
+                for name, value in run[key].items():
+                    if suffix and name in ("singe", "singe_across8"):
+                        # the earlier runs timed the 2-blocks variant as
+                        # "singe" (then the default), the current default
+                        # as "singe_across8"
+                        name = {"singe": "singe_across8_s2", "singe_across8": "singe"}[name]
+                    merged[key].setdefault(name, value)
+        times[model] = merged
     lines = ["# SInGE estimators: time and quality (issue 23)", ""]
     for title, suffixes, normalization in (
         ("64 scoring images per draw (the grid's protocol)", ("_issue23", ""), "mean"),
@@ -92,34 +116,35 @@ def main():
             row.append(" / ".join(ratios))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    lines += ["## Per-sample times (best of the repeats; tracing apart)", "",
-              "| model | samples | trace and gate (s) | first call, Taylor / new default (s) | "
-              "Taylor s/sample | new default s/sample | ratio (best) | ratio (median) | "
-              "before s/sample | before ratio |",
-              "|---" * 10 + "|"]
+    lines += ["## Per-sample times, every run (best of the repeats; tracing apart)", "",
+              "| model | file (its `singe`) | samples | trace and gate (s) | "
+              "first call, Taylor / `singe` (s) | Taylor s/sample | `singe` s/sample | "
+              "ratio (best) | ratio (median) |",
+              "|---" * 9 + "|"]
     for model in TIME_MODELS:
-        t = times[model]
-        if t is None:
-            continue
-        before = t["best_seconds_per_sample"].get("singe_before")
-        lines.append("| " + " | ".join([
-            model,
-            f"{t['samples']['taylor']} (before: {t['samples'].get('singe_before', '–')})",
-            f"{t['trace_and_gate_seconds']:.2f}",
-            f"{t['first_call_seconds']['taylor']:.1f} / {t['first_call_seconds']['singe']:.1f}",
-            f"{t['best_seconds_per_sample']['taylor']:.4f}",
-            f"{t['best_seconds_per_sample']['singe']:.4f}",
-            f"{t['ratio_to_taylor']['singe']:.2f}x",
-            f"{t['median_ratio_to_taylor']['singe']:.2f}x",
-            f"{before:.4f}" if before else "–",
-            f"{t['ratio_to_taylor']['singe_before']:.0f}x" if before else "–",
-        ]) + " |")
-    full = load("scoring_full_resnet50.json")
-    if full:
-        lines += ["", f"ResNet50 at 224 px, default `singe`, {full['samples']} samples in full "
-                  f"(`scoring_full_resnet50.json`): {full['score_seconds_first_call']:.0f} s "
-                  f"scoring (its step's tracing included) + {full['trace_and_gate_seconds']:.1f} s "
-                  f"tracing and gating; peak RSS {full['peak_rss_gib']:.2f} GiB."]
+        for suffix in TIME_SUFFIXES:
+            t = runs[model][suffix]
+            if t is None:
+                continue
+            default = criteria_label(t["criteria"]["singe"])
+            lines.append("| " + " | ".join([
+                model, f"`scoring_time_{model}{suffix}.json` ({default})",
+                ", ".join(f"{n} {k}" for n, k in t["samples"].items()),
+                f"{t['trace_and_gate_seconds']:.2f}",
+                f"{t['first_call_seconds']['taylor']:.1f} / {t['first_call_seconds']['singe']:.1f}",
+                f"{t['best_seconds_per_sample']['taylor']:.4f}",
+                f"{t['best_seconds_per_sample']['singe']:.4f}",
+                f"{t['ratio_to_taylor']['singe']:.2f}x",
+                f"{t['median_ratio_to_taylor']['singe']:.2f}x",
+            ]) + " |")
+    for suffix, label in (("", "default `singe`"), ("_s2", "`blocks_per_sample=2`")):
+        full = load(f"scoring_full_resnet50{suffix}.json")
+        if full:
+            lines += ["", f"ResNet50 at 224 px, {label}, {full['samples']} samples in full "
+                      f"(`scoring_full_resnet50{suffix}.json`): "
+                      f"{full['score_seconds_first_call']:.0f} s scoring (its step's tracing "
+                      f"included) + {full['trace_and_gate_seconds']:.1f} s tracing and gating; "
+                      f"peak RSS {full['peak_rss_gib']:.2f} GiB."]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(RESULTS, "scoring_time_quality.md"), "w") as f:
         f.write(text)
