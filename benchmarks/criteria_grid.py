@@ -38,15 +38,43 @@ CRITERIA = {
     # Explicit configs: the results were measured when "singe" defaulted to
     # path="group", reduction="abs" (the defaults changed after this grid).
     "singe_group": lambda seed: {"class_name": "singe", "config": {
-        "samples": 64, "path": "group", "reduction": "abs"}},
+        "samples": 64, "path": "group", "reduction": "abs", "steps": 4}},
     "singe_random": lambda seed: {"class_name": "singe", "config": {
-        "samples": 64, "path": "random", "reduction": "abs", "block_fraction": 0.5,
+        "samples": 64, "path": "random", "reduction": "abs", "block_fraction": 0.5, "steps": 4,
         "seed": seed}},
     "singe_random_square": lambda seed: {"class_name": "singe", "config": {
-        "samples": 64, "path": "random", "reduction": "square", "block_fraction": 0.5,
+        "samples": 64, "path": "random", "reduction": "square", "block_fraction": 0.5, "steps": 4,
         "seed": seed}},
     "singe_unit": lambda seed: {"class_name": "singe", "config": {
-        "samples": 64, "path": "unit", "reduction": "abs"}},
+        "samples": 64, "path": "unit", "reduction": "abs", "steps": 4}},
+    # Issue 23: blocks dealt across all groups (path="across"), K = 1.
+    # `singe_random_square` above is the default before issue 23.
+    "singe_across8": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 8, "seed": seed}},
+    "singe_across8_s2": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 2, "seed": seed}},
+    "singe_across8_s3": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 3, "seed": seed}},
+    "singe_across16_s2": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.0625,
+        "blocks_per_sample": 2, "seed": seed}},
+    # read="all": every unit reads the gradient of every point (the mean
+    # over the sample's points), not only the units of the point's block.
+    "singe_across8_s1_all": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 1, "read": "all", "seed": seed}},
+    "singe_across8_s2_all": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
+        "blocks_per_sample": 2, "read": "all", "seed": seed}},
+    "singe_across4_s1_all": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.25,
+        "blocks_per_sample": 1, "read": "all", "seed": seed}},
+    "singe_across4_s1": lambda seed: {"class_name": "singe", "config": {
+        "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.25,
+        "blocks_per_sample": 1, "seed": seed}},
 }
 DATA_FREE = ("l1", "l2", "group_l1", "bn_scale")
 # "sum" is left out: it ranks like "l2" (both divide by a statistic that grows
@@ -70,6 +98,9 @@ def main():
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--data", default=cifar10_data.SHARED_DATA,
                         help="the CIFAR-10 .npz copy (../shared/data/README.md)")
+    parser.add_argument("--scoring-samples", type=int, default=SCORING_SAMPLES,
+                        help="scoring images per draw; every data criterion then scores "
+                        "on all of them (issue 23: the defaults' own 256)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
@@ -84,8 +115,9 @@ def main():
     folder, name = MODELS[args.model]
     path = (os.path.join(cifar10_data.SHARED, folder, name) if folder
             else os.path.join(os.path.dirname(__file__), "results", name))
+    suffix = "" if args.scoring_samples == SCORING_SAMPLES else f"_samples{args.scoring_samples}"
     output = args.output or os.path.join(
-        os.path.dirname(__file__), "results", f"criteria_grid_{args.model}.json")
+        os.path.dirname(__file__), "results", f"criteria_grid_{args.model}{suffix}.json")
     results = Results(output)
     print("decoding CIFAR-10 ...", flush=True)
     train = cifar10_data.load_split(args.data, "train")
@@ -106,8 +138,11 @@ def main():
                      if results.get("grid", f"{criterion_name}/{n}/flops{t}/seed{seed}") is None]
             if not cells:
                 continue
-            draw = np.random.default_rng(seed).choice(len(train[0]), SCORING_SAMPLES, replace=False)
+            draw = np.random.default_rng(seed).choice(len(train[0]), args.scoring_samples,
+                                                      replace=False)
             criterion = criteria.get(CRITERIA[criterion_name](seed))
+            if criterion.needs_data:
+                criterion.samples = args.scoring_samples
             started = time.perf_counter()
             relevance = singe_keras.score(graph, (train[0][draw], train[1][draw]), criterion).flat()
             scoring_seconds = time.perf_counter() - started

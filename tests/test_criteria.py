@@ -117,6 +117,115 @@ def test_random_path_is_reproducible_under_its_seed():
     assert not np.allclose(scores(1), scores(2))
 
 
+def _plain_across(gated, x, y, criterion):
+    """The `path="across"` estimator computed the plain way: one sample, one point at a time.
+
+    The partition is `criterion.blocks` under the criterion's seed (one
+    batch, one draw); each point's gradient is taken alone with a tape.
+    """
+    graph = gated.graph
+    block_of, count = criterion.blocks(graph, len(x), np.random.default_rng(criterion.seed))
+    steps = criterion.steps
+    positions = 1.0 - (np.arange(1, steps + 1) - 0.5) / steps
+    total, seen = np.zeros(graph.num_units), np.zeros(graph.num_units)
+    for i in range(len(x)):
+        attribution = np.zeros(graph.num_units)
+        for block in range(count):
+            inside = block_of[i] == block
+            for position in positions:
+                gates = tf.constant(np.where(inside, position, 1.0)[None].astype("float32"))
+                with tf.GradientTape() as tape:
+                    tape.watch(gates)
+                    loss = CE(y[i : i + 1], gated(x[i : i + 1], gates=gates))
+                gradient = tape.gradient(loss, gates).numpy()[0]
+                attribution += np.where(inside, gradient / steps, 0.0)
+        evaluated = block_of[i] >= 0
+        total += np.where(evaluated, attribution, 0.0)
+        seen += evaluated
+    return total / np.maximum(seen, 1), seen
+
+
+@pytest.mark.parametrize("blocks_per_sample", [None, 2])
+def test_across_path_equals_the_plain_computation(blocks_per_sample):
+    model = _compiled("residual")
+    x, y = _data(model, n=6)
+    gated = singe_keras.GatedModel(singe_keras.trace(model))
+    criterion = criteria.IntegratedGradients(
+        steps=2, path="across", reduction="signed", block_fraction=0.25,
+        blocks_per_sample=blocks_per_sample, samples=6, seed=3)
+    expected, seen = _plain_across(gated, x, y, criterion)
+    assert seen.min() >= 1  # every unit is evaluated by some sample
+    if blocks_per_sample:
+        assert seen.max() < 6  # and not by every sample: half the work
+    # Passes of 256 rows (all points at once) and of 5 rows (one point, part
+    # of the samples): the same numbers as the plain computation.
+    for rows in (256, 5):
+        scores = singe_keras.score(
+            gated, (x, y), criteria.IntegratedGradients(**{**criterion.get_config(), "batch_size": rows}))
+        np.testing.assert_allclose(scores.flat(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_across_path_is_complete_per_block():
+    model = _compiled("residual")
+    x, y = _data(model, n=1)
+    graph = singe_keras.trace(model)
+    gated = singe_keras.GatedModel(graph)
+    criterion = criteria.IntegratedGradients(
+        steps=256, path="across", reduction="signed", block_fraction=0.25, seed=7)
+    attributions = singe_keras.score(gated, (x, y), criterion).flat()
+    block_of, count = criterion.blocks(graph, 1, np.random.default_rng(7))
+    assert count == 4
+    full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
+    for block in range(count):
+        inside = block_of[0] == block
+        gates = np.where(inside, 0.0, 1.0).astype("float32")
+        expected = full - _mean_loss(gated, x, y, gates)
+        assert abs(attributions[inside].sum() - expected) < 0.01 * abs(expected)
+
+
+def test_across_blocks_cover_every_unit_once_per_stratum():
+    graph = singe_keras.trace(zoo.build("residual"))
+    criterion = criteria.IntegratedGradients(path="across", block_fraction=0.125,
+                                             blocks_per_sample=2)
+    block_of, count = criterion.blocks(graph, 10, np.random.default_rng(0), real=9)
+    assert count == 2 and block_of.shape == (10, graph.num_units)
+    # Strata of 4 samples share a partition into 8 blocks, 2 blocks each:
+    # every unit once per full stratum; blocks across groups, even sizes.
+    for start in (0, 4):
+        stratum = block_of[start : start + 4]
+        np.testing.assert_array_equal((stratum >= 0).sum(axis=0), 1)
+        sizes = np.bincount(2 * np.arange(4)[:, None].repeat(graph.num_units, 1)[stratum >= 0]
+                            + stratum[stratum >= 0])
+        assert len(sizes) == 8 and sizes.max() - sizes.min() <= 1
+    assert (block_of[8] >= 0).sum() > 0 and (block_of[9] == -1).all()  # short, padding
+    # Fewer samples than a stratum: they split every block between them.
+    block_of, count = criterion.blocks(graph, 3, np.random.default_rng(0))
+    assert count == 3
+    np.testing.assert_array_equal((block_of >= 0).sum(axis=0), 1)
+
+
+@pytest.mark.parametrize("blocks_per_sample, rows", [(None, 64), (2, 16)])
+def test_default_singe_costs_a_gradient_per_block(recorded_steps, blocks_per_sample, rows):
+    model = _compiled("residual")
+    x, y = _data(model, n=8)
+    criterion = criteria.get("singe")
+    assert (criterion.path, criterion.steps, criterion.block_fraction,
+            criterion.blocks_per_sample) == ("across", 1, 0.125, None)
+    criterion.blocks_per_sample = blocks_per_sample
+    scores = singe_keras.score(model, (x, y), criterion).flat()
+    # 8 samples x 8 blocks (or 2 of them) each, in one pass.
+    assert recorded_steps[-1].rows == [rows]
+    assert np.isfinite(scores).all() and (scores > 0).mean() > 0.9
+
+
+def test_one_point_criteria_run_unpadded_passes(recorded_steps):
+    model = _compiled("chain")
+    x, y = _data(model, n=8)
+    singe_keras.score(model, (x, y), criteria.Taylor(samples=8))
+    # One point per sample: 8 rows, not 8 x 4 padded ones.
+    assert recorded_steps[-1].rows == [8]
+
+
 def test_unit_path_points_are_made_one_at_a_time():
     graph = singe_keras.trace(zoo.build("chain"))
     criterion = criteria.IntegratedGradients(steps=3, path="unit")
