@@ -164,7 +164,7 @@ class _KillAt(logging.Handler):
 
 def worker(directory, kill_at=None):
     if kill_at is not None:
-        logger = logging.getLogger("singe_keras.pruning")
+        logger = logging.getLogger("singe_keras")
         logger.setLevel(logging.INFO)
         logger.addHandler(_KillAt(int(kill_at)))
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
