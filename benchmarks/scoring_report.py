@@ -11,7 +11,6 @@ benchmarks/results/scoring_time_quality.md.
 import json
 import os
 
-import numpy as np
 
 from criteria_grid_report import cells, summary
 
