@@ -46,16 +46,18 @@ class Scores:
 
 def score(
     model: "keras.Model | graph_lib.CouplingGraph | GatedModel",
-    data=None,
+    dataset=None,
     criterion: str | dict | type | criteria_lib.Criterion = "singe",
     ignored_layers: list | None = None,
     verbose: int = 0,
+    *,
+    data=None,
 ) -> Scores:
     """Scores every prunable unit (conv filter, dense neuron) of a model.
 
     Use it on its own ("which filters matter?") or let `singe_keras.prune`
     call it. Gradient criteria (`"singe"`, `"taylor"`) run the model in
-    inference mode on up to `criterion.samples` examples, streaming `data`,
+    inference mode on up to `criterion.samples` examples, streaming `dataset`,
     in passes of at most `criterion.batch_size` rows. Called in a
     `tf.distribute` strategy's scope, they split every pass over its
     replicas and add the sums over its workers (docs/distributed.md).
@@ -64,7 +66,7 @@ def score(
         model: a functional or Sequential `keras.Model`, its `CouplingGraph`
             (`singe_keras.trace`) or a `GatedModel` (reused between calls, a
             `GatedModel` is traced and compiled only once).
-        data: `(x, y)` or `(x, y, sample_weight)` arrays, a batched
+        dataset: `(x, y)` or `(x, y, sample_weight)` arrays, a batched
             `tf.data.Dataset` of such tuples, or a `keras.utils.PyDataset`.
             Needed by gradient criteria only. Defaults to `None`.
         criterion: a criterion name, config dict, class or instance (see
@@ -73,6 +75,7 @@ def score(
             is a `keras.Model`). Defaults to `None`.
         verbose: 0 (silent) or 1 (a `keras.utils.Progbar` of the model
             passes, for criteria that take data). Defaults to `0`.
+        data: the former name of `dataset`, deprecated.
 
     Returns:
         A `Scores`: `scores[group_name]` is a NumPy array of relevances.
@@ -82,7 +85,7 @@ def score(
             NaN or infinite, if the criterion needs data and none (or
             unusable data) is given, if it needs a loss and neither the model
             nor the criterion has one, or if a relevance is NaN or infinite.
-        TypeError: for a wrong type of `model`, `data` or `criterion`.
+        TypeError: for a wrong type of `model`, `dataset` or `criterion`.
 
     Example:
 
@@ -93,6 +96,7 @@ def score(
         print(group.name, scores[group.name].argsort()[:4])  # least relevant
     ```
     """
+    dataset = checks.renamed("score", "dataset", dataset, "data", data)
     checks.check_verbose(verbose, (0, 1))
     criterion = criteria_lib.get(criterion)
     if isinstance(model, GatedModel):
@@ -104,18 +108,18 @@ def score(
         gated = GatedModel(graph)
     checks.check_finite_weights(gated.graph.model)
     if criterion.needs_data:
-        if data is None:
+        if dataset is None:
             raise ValueError(
                 f"The {criterion.name!r} criterion needs scoring data `(x, y)`. "
-                "Pass `data=`, or use a criterion that needs none "
+                "Pass `dataset=`, or use a criterion that needs none "
                 f"({criteria_lib.data_free()})."
             )
-        data_lib.check_data(data, gated.graph.model)
+        data_lib.check_data(dataset, gated.graph.model, "dataset")
     if criterion.needs_loss:
         criteria_lib.resolve_loss(criterion.loss, gated.graph.model)
     progress = {"verbose": verbose} if criterion.shows_progress else {}
     relevance = (
-        np.asarray(criterion.score(gated, data, **progress), dtype="float64")
+        np.asarray(criterion.score(gated, dataset, **progress), dtype="float64")
         if gated.graph.num_units
         else np.zeros(0)  # nothing prunable: nothing to score
     )

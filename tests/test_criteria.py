@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import zoo
 
 import singe_keras
-import zoo
 from singe_keras import criteria, gate_gradients
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -600,10 +600,10 @@ def test_bad_criterion_type_is_rejected():
 @pytest.fixture
 def registry():
     """Criteria registered by a test are removed after it."""
-    saved = dict(criteria._REGISTRY)
+    saved = dict(criteria.base._REGISTRY)
     yield
-    criteria._REGISTRY.clear()
-    criteria._REGISTRY.update(saved)
+    criteria.base._REGISTRY.clear()
+    criteria.base._REGISTRY.update(saved)
 
 
 def test_custom_criterion_can_be_registered(registry):
@@ -754,3 +754,14 @@ def test_a_nan_weight_is_reported_instead_of_ranked(criterion):
     kernel.assign(value)
     with pytest.raises(ValueError, match=r"layer 'b_conv', weight 'b_conv/kernel'"):
         singe_keras.score(model, _data(model), criterion)
+
+
+def test_score_takes_its_former_data_argument_with_a_deprecation_warning():
+    model = zoo.build("chain")
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = zoo.sample_inputs(model, 8)
+    data = (x, np.zeros(8, "int64"))
+    expected = singe_keras.score(model, data, criterion="taylor").flat()
+    with pytest.warns(DeprecationWarning, match="pass `dataset=` instead"):
+        got = singe_keras.score(model, data=data, criterion="taylor").flat()
+    np.testing.assert_array_equal(got, expected)

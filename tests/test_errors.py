@@ -125,14 +125,14 @@ CASES = {
     "`criterion='best'`": lambda tmp: _prune(criterion="best"),
     "`criterion=3`": lambda tmp: _prune(criterion=3),
     "`IntegratedGradients(steps=0)`": lambda tmp: singe_keras.criteria.IntegratedGradients(steps=0),
-    # data (prune's `dataset`; `data` in score and the callback)
+    # data (`dataset` in prune, score and the callback)
     "`dataset='x'`": lambda tmp: _prune(dataset="x"),
     "inputs of the wrong shape": lambda tmp: _prune(dataset=(np.zeros((4, 9, 9, 3)), np.zeros(4))),
     "an empty dataset": lambda tmp: _prune(dataset=(np.zeros((0, 8, 8, 3)), np.zeros(0))),
     "`(x[:16], y[:3])`": lambda tmp: _prune(dataset=(_data()[0], _data()[1][:3])),
     "a model with two outputs": lambda tmp: _prune(_two_outputs(), _data()),
     # score
-    "no `data` for `singe`": lambda tmp: singe_keras.score(_chain()),
+    "no `dataset` for `singe`": lambda tmp: singe_keras.score(_chain()),
     "an uncompiled model, `singe`": lambda tmp: singe_keras.score(_chain(False), _data()),
     "a loss without a per-sample value": lambda tmp: singe_keras.score(
         _chain(), _data(), singe_keras.criteria.IntegratedGradients(
@@ -140,7 +140,7 @@ CASES = {
     "`bn_scale` without BatchNormalization": lambda tmp: singe_keras.score(
         zoo.build("sequential"), criterion="bn_scale"),
     # PruningCallback
-    "`singe` without `data`": lambda tmp: singe_keras.PruningCallback(target_flops=0.5),
+    "`singe` without `dataset`": lambda tmp: singe_keras.PruningCallback(target_flops=0.5),
     "weights that become NaN in `fit`": lambda tmp: _fit_with(
         singe_keras.PruningCallback(target_flops=0.5, criterion="l1", rounds=2,
                                     verbose=0),
