@@ -84,8 +84,7 @@ class PruningEngine:
         if target_latency is not None:
             self.latency_model = latency_lib.get(latency_model, graph.model,
                                                  graph.ignored_layers, min(verbose, 1))
-            self.original_ms = self.latency_model.predict(graph)
-            self.set_original_latency(self.original_ms)
+            self.set_original_latency(self.latency_model.predict(graph))
             allocation.check_reachable(graph, self.max_flops, self.max_params, min_units,
                                        round_to, max_pruning_ratio, graph.ignored_layers,
                                        self.max_latency, self.latency_model)
