@@ -198,8 +198,9 @@ def prune(
             bad targets (including unreachable ones, with the smallest
             reachable value), bad options, missing or unusable data, a
             missing loss or optimizer, a teacher of other shapes, a loss that
-            does not tell distillation the output kind, or a checkpoint
-            written by another call; and, naming the round,
+            does not tell distillation the output kind, `validation_data` or
+            tables not built beforehand under a multi-worker strategy, or a
+            checkpoint written by another call; and, naming the round,
             for NaN or infinite relevance or fine-tuning loss.
         TypeError: for arguments of the wrong type.
 
@@ -225,7 +226,7 @@ def prune(
     graph = graph_lib.trace(model, ignored_layers)  # rejects what is not a model
     checks.check_finite_weights(model)
     training = finetune_steps > 0 or final_epochs > 0
-    _check_distribution(target_latency, latency_model)
+    _check_distribution(target_latency, latency_model, validation_data)
     labelled = _check_data(model, dataset, validation_data, criterion, training)
     uses_teacher = not labelled and (training or criterion.needs_loss)
     if uses_teacher and distillation is None:
@@ -401,10 +402,18 @@ def _check_data(model, dataset, validation_data, criterion, training):
     return data_lib.has_targets(dataset)
 
 
-def _check_distribution(target_latency, latency_model):
+def _check_distribution(target_latency, latency_model, validation_data):
     """Refuses what cannot run under a multi-worker strategy."""
-    if (target_latency is not None and distribute.is_multi_worker()
-            and not isinstance(latency_model, latency_lib.LatencyModel)):
+    if not distribute.is_multi_worker():
+        return
+    if validation_data is not None:
+        raise ValueError(
+            "`validation_data` is evaluated with Keras's `evaluate`, which does not run "
+            "under a multi-worker strategy (keras-team/keras#20585). Evaluate the pruned "
+            "model after `prune` returns, outside the strategy. Received: "
+            f"validation_data of type {type(validation_data).__name__}"
+        )
+    if target_latency is not None and not isinstance(latency_model, latency_lib.LatencyModel):
         raise ValueError(
             "Under a multi-worker strategy every worker must plan with the same "
             "latency tables, and tables timed on each worker differ: build the "

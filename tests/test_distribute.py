@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import singe_keras
+import zoo
 from singe_keras import distribute
 
 _WORKER = os.path.join(os.path.dirname(__file__), "distribute_worker.py")
@@ -181,3 +182,21 @@ def test_multi_worker_prune_resumes_to_the_weights_of_an_uninterrupted_run(
 def test_outside_any_scope_this_process_is_the_chief_on_one_device():
     assert distribute.current_strategy() is None
     assert distribute.is_chief()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"validation_data": "held out"}, "`validation_data` is evaluated with Keras's `evaluate`"),
+    ({"target_flops": None, "target_latency": 0.5}, "every worker must plan with the same"),
+])
+def test_what_cannot_run_multi_worker_is_refused_before_pruning(monkeypatch, arguments,
+                                                                 message):
+    monkeypatch.setattr(distribute, "is_multi_worker", lambda strategy=None: True)
+    model = zoo.build("chain")
+    x = zoo.sample_inputs(model, 8)
+    arguments = {"target_flops": 0.5, "criterion": "l1", "finetune_steps": 0, "verbose": 0,
+                 **arguments}
+    if "validation_data" in arguments:
+        arguments["validation_data"] = (x, np.zeros(8, "int64"))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=message):
+        singe_keras.prune(model, (x, np.zeros(8, "int64")), **arguments)
