@@ -74,13 +74,13 @@ class MultiHeadAttentionHandler(LayerHandler):
         key_mask = internals.keras_mask(key) if key_mask is None else key_mask
         for tensor in (query, value, key):
             internals.set_keras_mask(tensor, None)  # read here, not by the projections
-        mask = internals.attention_mask(layer, 
-            query, value, query_mask=query_mask, value_mask=value_mask,
+        mask = internals.attention_mask(
+            layer, query, value, query_mask=query_mask, value_mask=value_mask,
             key_mask=key_mask, attention_mask=attention_mask,
             use_causal_mask=use_causal_mask,
         )
-        heads, _ = internals.attention(layer, 
-            layer.query_dense(query), layer.key_dense(key), layer.value_dense(value),
+        heads, _ = internals.attention(
+            layer, layer.query_dense(query), layer.key_dense(key), layer.value_dense(value),
             mask, training,
         )
         # heads: (batch, *positions, num_heads, head_dim); gate: (num_heads,)
