@@ -2,7 +2,7 @@
 
 The same story as `cifar10_resnet.py`, for users who keep their training loop:
 `singe_keras.PruningCallback` scores the units with SInGE at the start of
-epochs 0, 1, ... (`--pruning-events` times) and holds the removed ones at zero
+epochs 0, 1, ... (`--rounds` times) and holds the removed ones at zero
 while `fit` trains; `singe_keras.strip` then builds the physically smaller
 model, which is evaluated and exported to a float32 .tflite file.
 
@@ -30,7 +30,7 @@ def parse_args(argv):
     group.add_argument("--target-flops", type=float, default=0.5,
                        help="keep this fraction of the FLOPs (default: 0.5)")
     group.add_argument("--epochs", type=int, default=4, help="epochs of fit (default: 4)")
-    group.add_argument("--pruning-events", type=int, default=3,
+    group.add_argument("--rounds", type=int, default=3,
                        help="prune at the start of epochs 0 .. N-1 (default: 3)")
     group.add_argument("--score-samples", type=int, default=256,
                        help="training images that score the units (default: 256)")
@@ -41,8 +41,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.pruning_events > args.epochs:
-        raise SystemExit(f"--pruning-events ({args.pruning_events}) must not exceed "
+    if args.rounds > args.epochs:
+        raise SystemExit(f"--rounds ({args.rounds}) must not exceed "
                          f"--epochs ({args.epochs}): events happen at epoch starts.")
     cifar10_data.quiet_tensorflow()
     import keras
@@ -76,7 +76,7 @@ def main(argv=None):
         target_flops=args.target_flops,
         dataset=(x_train[:args.score_samples], y_train[:args.score_samples]),
         criterion=singe_keras.criteria.IntegratedGradients(samples=args.score_samples),
-        rounds=args.pruning_events,
+        rounds=args.rounds,
     )
     model.fit(train, epochs=args.epochs, validation_data=(x_test, y_test),
               callbacks=[callback], shuffle=False, verbose=2)

@@ -144,7 +144,7 @@ def test_callback_fit_prunes_inside_fit_and_strips(tmp_path):
     output_dir = tmp_path / "out"
     stdout = run_example(
         "callback_fit.py", "--data", str(data), *TINY_TRAIN, *TINY,
-        "--epochs", "2", "--pruning-events", "2", "--output-dir", str(output_dir),
+        "--epochs", "2", "--rounds", "2", "--output-dir", str(output_dir),
     )
     assert stdout.count("PruningCallback: FLOPs") == 2
     check_outputs(
