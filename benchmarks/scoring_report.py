@@ -11,7 +11,6 @@ benchmarks/results/scoring_time_quality.md.
 import json
 import os
 
-
 from criteria_grid_report import cells, summary
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
