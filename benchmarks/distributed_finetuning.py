@@ -26,8 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -84,18 +82,6 @@ def child(args):
     }))
 
 
-def _run(arguments, environments):
-    processes = [
-        subprocess.Popen([sys.executable, __file__, "--child", *arguments],
-                         env=dict(os.environ, **env), stdout=subprocess.PIPE, text=True)
-        for env in environments
-    ]
-    outputs = [p.communicate(timeout=3600)[0] for p in processes]
-    if any(p.returncode for p in processes):
-        raise SystemExit("A fine-tuning process failed.")
-    return [json.loads(o.strip().splitlines()[-1]) for o in outputs]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1024)
@@ -116,21 +102,13 @@ def main():
         "--finetune-steps", str(args.finetune_steps), "--data", args.data,
     ]
 
+    import local_workers
     import results_io
 
     load = os.getloadavg()
-    single, = _run(arguments, [{}])
-    sockets = [socket.socket() for _ in range(2)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
-    for s in sockets:
-        s.close()
-    chief, other = _run(arguments, [
-        {"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                  "task": {"type": "worker", "index": index}})}
-        for index in range(2)
-    ])
+    single, = local_workers.run(__file__, arguments, [{}])
+    chief, other = local_workers.run(__file__, arguments,
+                                     local_workers.worker_environments(2))
     results = {
         "model": os.path.basename(MODEL),
         "samples": args.samples,

@@ -16,8 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 
@@ -50,18 +48,6 @@ def child(samples, repeats, data):
                       "relevance": relevance.tolist()}))
 
 
-def _run(arguments, environments):
-    processes = [
-        subprocess.Popen([sys.executable, __file__, "--child", *arguments],
-                         env=dict(os.environ, **env), stdout=subprocess.PIPE, text=True)
-        for env in environments
-    ]
-    outputs = [p.communicate(timeout=3600)[0] for p in processes]
-    if any(p.returncode for p in processes):
-        raise SystemExit("A scoring process failed.")
-    return [json.loads(o.strip().splitlines()[-1]) for o in outputs]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=64)
@@ -77,25 +63,17 @@ def main():
 
     import numpy as np
 
+    import local_workers
     import results_io
 
     load = os.getloadavg()
-    single, = _run(arguments, [{}])
-    sockets = [socket.socket() for _ in range(2)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
-    for s in sockets:
-        s.close()
-    chief, other = _run(arguments, [
-        {"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                                  "task": {"type": "worker", "index": index}})}
-        for index in range(2)
-    ])
+    single, = local_workers.run(__file__, arguments, [{}])
+    chief, other = local_workers.run(__file__, arguments,
+                                     local_workers.worker_environments(2))
     reference = np.asarray(single["relevance"])
     results = {
         "model": os.path.basename(MODEL),
-        "criterion": "singe (defaults: random path, K=4)",
+        "criterion": "singe (its defaults at the commit recorded below)",
         "samples": args.samples,
         "repeats": args.repeats,
         "one_process_seconds": single["median_seconds"],
