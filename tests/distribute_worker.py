@@ -18,14 +18,13 @@ finished fine-tuning, before its checkpoint is written.
 """
 
 import json
-import logging
 import os
-import signal
 import sys
 
 import numpy as np
 import tensorflow as tf
 
+import prune_worker
 import singe_keras
 import zoo
 from singe_keras import data as data_lib
@@ -152,21 +151,9 @@ def learnable_problem():
     return model, (x, y, rng.uniform(0.5, 1.5, 25).astype("float32"))
 
 
-class _KillAt(logging.Handler):
-    def __init__(self, round_index):
-        super().__init__()
-        self.prefix = f"Round {round_index}/"
-
-    def emit(self, record):
-        if record.getMessage().startswith(self.prefix):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def worker(directory, kill_at=None):
     if kill_at is not None:
-        logger = logging.getLogger("singe_keras")
-        logger.setLevel(logging.INFO)
-        logger.addHandler(_KillAt(int(kill_at)))
+        prune_worker.kill_at_round(int(kill_at))
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     task = strategy.cluster_resolver.task_id
     model, data = problem()

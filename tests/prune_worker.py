@@ -42,12 +42,17 @@ class _KillAt(logging.Handler):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def kill_at_round(round_index):
+    """Makes this process kill itself (SIGKILL) when `round_index` logs its summary line."""
+    logger = logging.getLogger("singe_keras")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(_KillAt(round_index))
+
+
 if __name__ == "__main__":
     directory, output = sys.argv[1], sys.argv[2]
     if len(sys.argv) > 3:
-        logger = logging.getLogger("singe_keras")
-        logger.setLevel(logging.INFO)
-        logger.addHandler(_KillAt(int(sys.argv[3])))
+        kill_at_round(int(sys.argv[3]))
     model, data = problem()
     pruned = singe_keras.prune(model, data, checkpoint_dir=directory, **ARGUMENTS)
     np.savez(output, *pruned.get_weights())
