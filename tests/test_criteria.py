@@ -71,17 +71,20 @@ def test_unit_path_is_complete():
     np.testing.assert_allclose(scores, expected, atol=0.01 * np.abs(expected).max())
 
 
-def test_random_path_is_complete_per_block():
+@pytest.mark.parametrize("path, steps, block_fraction, blocks_per_group, blocks", [
+    ("random", 64, 0.5, 2, None),   # 2 blocks in every group
+    ("across", 256, 0.25, None, 4),  # 4 blocks across all groups
+])
+def test_path_is_complete_per_block(path, steps, block_fraction, blocks_per_group, blocks):
     model = _compiled("residual")
     x, y = _data(model, n=1)
     graph = singe_keras.trace(model)
     gated = singe_keras.GatedModel(graph)
     criterion = criteria.IntegratedGradients(
-        steps=64, path="random", reduction="signed", block_fraction=0.5, seed=7
-    )
+        steps=steps, path=path, reduction="signed", block_fraction=block_fraction, seed=7)
     attributions = singe_keras.score(gated, (x, y), criterion).flat()
     block_of, count = criterion.blocks(graph, 1, np.random.default_rng(7))
-    assert count == 2 * len(graph.groups)
+    assert count == (blocks or blocks_per_group * len(graph.groups))
     full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
     for block in range(count):
         inside = block_of[0] == block
@@ -163,24 +166,6 @@ def test_across_path_equals_the_plain_computation(blocks_per_sample):
         scores = singe_keras.score(
             gated, (x, y), criteria.IntegratedGradients(**{**criterion.get_config(), "batch_size": rows}))
         np.testing.assert_allclose(scores.flat(), expected, rtol=1e-4, atol=1e-7)
-
-
-def test_across_path_is_complete_per_block():
-    model = _compiled("residual")
-    x, y = _data(model, n=1)
-    graph = singe_keras.trace(model)
-    gated = singe_keras.GatedModel(graph)
-    criterion = criteria.IntegratedGradients(
-        steps=256, path="across", reduction="signed", block_fraction=0.25, seed=7)
-    attributions = singe_keras.score(gated, (x, y), criterion).flat()
-    block_of, count = criterion.blocks(graph, 1, np.random.default_rng(7))
-    assert count == 4
-    full = _mean_loss(gated, x, y, np.ones(graph.num_units, "float32"))
-    for block in range(count):
-        inside = block_of[0] == block
-        gates = np.where(inside, 0.0, 1.0).astype("float32")
-        expected = full - _mean_loss(gated, x, y, gates)
-        assert abs(attributions[inside].sum() - expected) < 0.01 * abs(expected)
 
 
 def test_across_blocks_cover_every_unit_once_per_stratum():
