@@ -16,7 +16,9 @@ is at the end of its schedule, 5e-4). Rows:
   and l1 label-free, fine-tuned alike (l1 reads no data);
 - singe with the full recovery and the "flops" allocation normalization, its
   best one-shot on this model (criteria_grid_resnet20_long.md; every other row
-  uses its criterion's default, "mean", which is also l1's best there).
+  uses "mean", the default then, which is also l1's best there);
+- default and l1_default (issue 27): `prune`'s default recipe, only the
+  criterion (the default "singe", or "l1") and the budget given.
 
 Gradient criteria score 64 training images per round. Each seed changes
 the data order (so the scoring images) and Keras's seeds. Top-1 on all
@@ -43,22 +45,30 @@ import cifar10_data  # noqa: E402
 LONG_MODEL = os.path.join(cifar10_data.SHARED, "models", "resnet20_cifar10_long.keras")
 LEARNING_RATE = 0.01
 SCORING_SAMPLES = 64
-# row: (criterion, BatchNorm re-estimation, distillation, labels, normalization;
-# None is the criterion's default)
+# row: (criterion, BatchNorm re-estimation, distillation, labels, normalization).
+# The rows before issue 27 spell out what the defaults then were (20 batches
+# after every round, distillation alpha 0.5, the criterion's "mean"); None
+# leaves the choice to `prune` (its default recipe, issue 27).
 ROWS = {
-    "singe_bn_kd": ("singe", True, True, True, None),
-    "taylor_bn_kd": ("taylor", True, True, True, None),
-    "l1_bn_kd": ("l1", True, True, True, None),
-    "singe_bn": ("singe", True, False, True, None),
-    "singe_kd": ("singe", False, True, True, None),
-    "singe": ("singe", False, False, True, None),
-    "singe_label_free_kd": ("singe", True, True, False, None),
+    "singe_bn_kd": ("singe", True, True, True, "mean"),
+    "taylor_bn_kd": ("taylor", True, True, True, "mean"),
+    "l1_bn_kd": ("l1", True, True, True, "mean"),
+    "singe_bn": ("singe", True, False, True, "mean"),
+    "singe_kd": ("singe", False, True, True, "mean"),
+    "singe": ("singe", False, False, True, "mean"),
+    "singe_label_free_kd": ("singe", True, True, False, "mean"),
     "singe_flops_bn_kd": ("singe", True, True, True, "flops"),
-    "l1_label_free_kd": ("l1", True, True, False, None),
+    "l1_label_free_kd": ("l1", True, True, False, "mean"),
+    "default": ("singe_default", None, None, True, None),
+    "l1_default": ("l1", None, None, True, None),
 }
+RECALIBRATION = {True: 20, False: 0, None: None}
+DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
 
 
 def criterion_config(name, seed):
+    if name == "singe_default":  # the default criterion, seeded like the run
+        return {"class_name": "singe", "config": {"seed": seed}}
     if name == "singe":
         return {"class_name": "singe", "config": {"samples": SCORING_SAMPLES, "seed": seed}}
     if name == "taylor":
@@ -133,12 +143,13 @@ def main():
                 target_flops=target, criterion=criterion, normalization=normalization,
                 rounds=ROUNDS,
                 finetune_steps=FINETUNE_STEPS, final_epochs=final_epochs, batch_size=BATCH,
-                optimizer=optimizer(), recalibration_batches=20 if recalibrate else 0,
-                distillation=True if distill else None, seed=seed, verbose=1,
+                optimizer=optimizer(), recalibration_batches=RECALIBRATION[recalibrate],
+                distillation=DISTILLATION[distill], seed=seed, verbose=1,
                 return_report=True,
             )
             record = pruned_record(pruned, report, baseline, criterion, test, started)
-            record["normalization"] = normalization or criterion.normalization
+            record["normalization"] = normalization or [r.get("normalization")
+                                                        for r in report.rounds[:ROUNDS]]
             results.put("recovery", key, record)
 
 

@@ -40,15 +40,17 @@ def check_options(
             "`target_latency`. Received: target_latency=None"
         )
     for name, value in integers.items():
+        if value is None and name == "recalibration_batches":
+            continue  # `prune`'s default: only where no fine-tuning follows
         low = 0 if name in ("finetune_steps", "final_epochs", "start_epoch",
                              "recalibration_batches") else 1
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(
                 f"`{name}` must be an integer >= {low}. Received: {name}={value!r}"
             )
-    if normalization not in NORMALIZATIONS:
+    if normalization not in (*NORMALIZATIONS, "auto"):
         raise ValueError(
-            f"`normalization` must be one of {list(NORMALIZATIONS)}. "
+            f"`normalization` must be one of {[*NORMALIZATIONS, 'auto']}. "
             f"Received: normalization={normalization!r}"
         )
     if max_pruning_ratio is not None and (

@@ -15,9 +15,10 @@ import time
 
 import keras
 
-from singe_keras import allocation, distribute, progress, scoring
+from singe_keras import allocation, distribute, progress, scoring, selection
 from singe_keras import cost as cost_lib
 from singe_keras import criteria as criteria_lib
+from singe_keras import data as data_lib
 from singe_keras import latency as latency_lib
 from singe_keras.plan import Plan
 from singe_keras.surgery import rebuild
@@ -35,6 +36,8 @@ class Step:
             `None`.
         corrections: the correction's trials, or `None`.
         scoring_seconds: the time spent scoring.
+        normalization: the allocation normalization used (the one chosen,
+            with `normalization="auto"`).
     """
 
     plan: Plan
@@ -42,6 +45,7 @@ class Step:
     measured_ms: float | None = None
     corrections: list | None = None
     scoring_seconds: float = 0.0
+    normalization: str | None = None
 
 
 class PruningEngine:
@@ -56,6 +60,9 @@ class PruningEngine:
             targets, as `singe_keras.prune` takes them.
         normalization, min_units, round_to, max_pruning_ratio: the
             allocation's options, as `singe_keras.prune` takes them.
+            `"auto"` (see `singe_keras.selection`) needs `data` with targets
+            and a loss (the criterion's or the model's compiled one); without
+            them the criterion's own normalization is used.
         verbose: 0, 1 (progress bars of scoring and of the latency tables)
             or 2.
 
@@ -69,8 +76,13 @@ class PruningEngine:
                  normalization="mean", min_units=1, round_to=1, max_pruning_ratio=None,
                  verbose=1):
         self.graph, self.criterion, self.data, self.steps = graph, criterion, data, steps
-        self.normalization, self.min_units, self.round_to = normalization, min_units, round_to
+        self.min_units, self.round_to = min_units, round_to
         self.max_pruning_ratio, self.verbose = max_pruning_ratio, verbose
+        self.normalization, self.held_out_loss = normalization, None
+        if normalization == "auto":
+            self.held_out_loss = _held_out_loss(criterion, data, graph.model)
+            if self.held_out_loss is None:
+                self.normalization = criterion.normalization
         self.original = cost_lib.count_costs(graph)
         self.max_flops = allocation.absolute_target("target_flops", target_flops,
                                                     self.original.flops)
@@ -133,23 +145,31 @@ class PruningEngine:
         scoring_seconds = time.perf_counter() - started
         max_flops, max_params, max_latency = self.targets(step)
 
-        def allocate(max_latency):
+        def allocate(normalization, max_latency=max_latency):
             return allocation.allocate(
-                graph, scores.flat(), max_flops, max_params, self.normalization,
+                graph, scores.flat(), max_flops, max_params, normalization,
                 self.min_units, self.round_to, self.max_pruning_ratio, kept_units=kept,
                 original_sizes=self.original_sizes, max_latency=max_latency,
                 latency_model=self.latency_model,
             )
 
+        normalization = self.normalization
+        if normalization == "auto":
+            skip = self.criterion.samples if self.criterion.needs_data else 0
+            normalization, _, _ = selection.choose(
+                graph, allocate, selection.held_out_batches(self.data, skip),
+                self.held_out_loss)
         if step == self.steps and latency_lib.measures_here(self.latency_model):
             if reference is None:
                 reference = _full_copy(self.graph)
             plan, model, measured, corrections = latency_lib.corrected_plan(
-                allocate, graph, self.latency_model, max_latency, reference,
+                lambda max_latency: allocate(normalization, max_latency), graph,
+                self.latency_model, max_latency, reference,
                 self.original_ms, self.verbose,
                 kept=None if kept is None else Plan.from_mask(graph, kept))
-            return Step(plan, model, measured, corrections, scoring_seconds)
-        return Step(allocate(max_latency), scoring_seconds=scoring_seconds)
+            return Step(plan, model, measured, corrections, scoring_seconds, normalization)
+        return Step(allocate(normalization), scoring_seconds=scoring_seconds,
+                    normalization=normalization)
 
     def latency_record(self, predicted, model=None, step=None):
         """The pruned model's predicted latency next to one measurement.
@@ -185,10 +205,20 @@ def _full_copy(graph):
 def resolve_criterion(criterion, normalization, target_latency):
     """The `Criterion` of an identifier, and the normalization to use with it.
 
-    Without a `normalization`: `"latency"` for a latency target, else the
-    criterion's own (the best measured for it).
+    Without a `normalization`: `"latency"` for a latency target, else
+    `"auto"`.
     """
     criterion = criteria_lib.get(criterion)
     if normalization is None:
-        normalization = criterion.normalization if target_latency is None else "latency"
+        normalization = "auto" if target_latency is None else "latency"
     return criterion, normalization
+
+
+def _held_out_loss(criterion, data, model):
+    """The per-sample loss `"auto"` compares plans with, or `None` if there is none."""
+    if data is None or not data_lib.has_targets(data):
+        return None
+    try:
+        return criteria_lib.resolve_loss(getattr(criterion, "loss", None), model)
+    except ValueError:  # no loss: neither the criterion's nor a compiled one
+        return None

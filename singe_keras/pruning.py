@@ -34,6 +34,9 @@ from singe_keras.plan import Plan
 from singe_keras.report import PruningReport
 from singe_keras.surgery import rebuild
 
+# BatchNorm re-estimation batches after a round that no fine-tuning follows.
+DEFAULT_RECALIBRATION_BATCHES = 20
+
 def prune(
     model: keras.Model,
     dataset=None,
@@ -60,7 +63,7 @@ def prune(
     verbose: int = 1,
     return_report: bool = False,
     checkpoint_dir: str | None = None,
-    recalibration_batches: int = 20,
+    recalibration_batches: int | None = None,
     distillation: bool | dict | distillation_lib.Distillation | None = None,
 ) -> keras.Model | tuple[keras.Model, PruningReport]:
     """Prunes a model to a FLOPs, parameter and/or latency target with SInGE.
@@ -131,13 +134,16 @@ def prune(
         normalization: how relevances are compared across groups: `"none"`,
             per group `"mean"`, `"max"`, `"sum"`, `"l2"`, `"gaussian"`, or
             `"flops"` (per FLOP saved); formulas in
-            `singe_keras.allocation.normalize`, or `"latency"` (per
-            millisecond saved). Defaults to `None`: `"latency"` with
-            `target_latency`, else the criterion's own (`criterion.normalization`, the best measured
-            for it on average: `"mean"`, or `"gaussian"` for `"l2"` and
-            `"group_l1"`). `"flops"` did better for gradient criteria on
-            residual networks and far worse on a plain chain
-            (benchmarks/README.md, "Criteria under a fair allocation").
+            `singe_keras.allocation.normalize`; `"latency"` (per
+            millisecond saved); or `"auto"`: each round allocates with
+            `"mean"`, `"flops"` and `"gaussian"` and keeps the plan with the
+            lowest loss on 512 held-out examples of `dataset` (the ones after
+            the scoring samples), BatchNorm re-estimated on them
+            (`singe_keras.selection`; without labels or a loss, the
+            criterion's own normalization). Defaults to `None`: `"latency"`
+            with `target_latency`, else `"auto"`. No fixed one is best on
+            both residual networks (`"flops"`) and plain chains (`"mean"`):
+            see the README's "Choosing the normalization".
         min_units: units every group keeps at least. Defaults to `1`.
         round_to: every group keeps a multiple of this many units.
             Defaults to `1`.
@@ -169,20 +175,28 @@ def prune(
         checkpoint_dir: after every round, the state is written there
             atomically; calling `prune` again with the same arguments
             resumes after the last finished round. Defaults to `None`.
-        recalibration_batches: after every rebuild, before fine-tuning and
-            before the next round scores, the BatchNorm moving statistics
-            are re-estimated as the exact average over this many batches of
-            `dataset` (the first batches of the round's fine-tuning stream;
-            see `singe_keras.recalibrate_batchnorm`). 0 turns it off;
-            without `dataset` it is skipped. Defaults to `20`.
-        distillation: `None`, `True` (the defaults), a dict of arguments or
-            a `singe_keras.Distillation`: fine-tune on
+        recalibration_batches: after a rebuild, the BatchNorm moving
+            statistics are re-estimated as the exact average over this many
+            batches of `dataset` (the first batches of the round's
+            fine-tuning stream; see `singe_keras.recalibrate_batchnorm`). 0
+            turns it off; without `dataset` it is skipped. Defaults to
+            `None`: 20 batches after the rounds that no fine-tuning follows
+            (`finetune_steps=0`, and the last round without `final_epochs`),
+            else none: when fine-tuning follows, it cost 0.2-0.6 points of
+            final accuracy (README, "Recovery").
+        distillation: `None` (the default recipe), `False`, `True` (a
+            `Distillation` with its defaults), a dict of its arguments or a
+            `singe_keras.Distillation`: fine-tune on
             `alpha * task loss + (1 - alpha) * T^2 * KL(teacher_T || student_T)`
             (mean squared error to the teacher for regression outputs), with
             the unpruned model as the teacher unless one is given; the
-            teacher runs in inference mode and is never trained. With
-            inputs-only `dataset`, distillation is on (with defaults if
-            `None`), fine-tuning is distillation only, and gradient criteria
+            teacher runs in inference mode and is never trained. `None`
+            fine-tunes on distillation only (`alpha=0`) when the compiled
+            loss tells the output kind (a cross-entropy or a regression
+            loss), else on the task loss; `False` always on the task loss.
+            The labels still score the units and feed the metrics. With
+            inputs-only `dataset`, distillation is on (with defaults unless
+            given), and gradient criteria
             score the distillation loss between the teacher and the gated
             model (unless they have their own `loss`). At the unpruned model
             that loss is at its minimum, so its gradient, and `"taylor"`'s
@@ -215,6 +229,7 @@ def prune(
     """
     criterion, normalization = engine_lib.resolve_criterion(
         criterion, normalization, target_latency)
+    default_distillation = distillation is None
     distillation = distillation_lib.get(distillation)
     checks.check_options(
         target_flops, target_params, normalization, verbose, max_pruning_ratio,
@@ -229,13 +244,14 @@ def prune(
     _check_distribution(target_latency, latency_model, validation_data)
     labelled = _check_data(model, dataset, validation_data, criterion, training)
     uses_teacher = not labelled and (training or criterion.needs_loss)
-    if uses_teacher and distillation is None:
-        distillation = distillation_lib.Distillation()  # the only target there is
     compile_settings, optimizer_step = compiling.compile_settings(
         model, optimizer, loss, metrics, training,
         validation_data is not None
         or (labelled and (training or (criterion.needs_loss and criterion.loss is None))),
     )
+    if distillation is None and (uses_teacher or (default_distillation and training and (
+            distillation_lib.output_kind(compile_settings["loss"]) is not None))):
+        distillation = distillation_lib.Distillation()  # measured best (README, "Recovery")
     fine_tuning = _FineTuning(model, dataset, labelled, compile_settings, optimizer_step,
                               distillation, batch_size, seed, verbose)
     scoring_data, scoring_criterion = dataset, criterion
@@ -281,8 +297,12 @@ def prune(
         step = engine.step(round_index, graph, stage, reference=model)
         current = step.model or rebuild(graph, step.plan)
         report.record_plan(graph, step.plan)
-        if recalibration_batches and dataset is not None:
-            fine_tuning.recalibrate(current, round_index, finetune_steps, recalibration_batches)
+        batches = recalibration_batches
+        if batches is None:  # only where no fine-tuning follows
+            tuned = finetune_steps or (round_index == rounds and final_epochs)
+            batches = 0 if tuned else DEFAULT_RECALIBRATION_BATCHES
+        if batches and dataset is not None:
+            fine_tuning.recalibrate(current, round_index, finetune_steps, batches)
         logs = fine_tuning.round(current, round_index, finetune_steps)
         if finetune_steps:
             _check_loss(logs, stage)
@@ -316,6 +336,7 @@ def _round_entry(round_index, graph, step, logs, started, latency_model, learnin
         "units_removed": graph.num_units - step.plan.num_kept,
         "metrics": _named(logs),
         "scoring_seconds": step.scoring_seconds,
+        "normalization": step.normalization,
         "seconds": time.perf_counter() - started,
     }
     if latency_model is not None:
@@ -549,6 +570,7 @@ def _progress(verbose, title, entry, round_flops, original, round_latency=None):
         f"{title} - FLOPs {entry['flops'] / 1e6:,.2f}M{target} of "
         f"{original.flops / 1e6:,.2f}M - params {entry['params']:,}{latency} - "
         f"removed {entry['units_removed']} units"
+        + (f" ({entry['normalization']})" if entry.get("normalization") else "")
         + (f" - {metrics}" if metrics else "")
         + f" - {entry['seconds']:.1f}s"
     )
