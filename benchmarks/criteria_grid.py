@@ -80,6 +80,9 @@ DATA_FREE = ("l1", "l2", "group_l1", "bn_scale")
 # "sum" is left out: it ranks like "l2" (both divide by a statistic that grows
 # with the group's width) and shrank ResNet-20's stage 3 to 1-6 channels.
 NORMALIZATIONS = ("none", "mean", "max", "gaussian", "l2", "flops")
+# "auto" (issue 27, run on request): the plan of "mean", "flops" or "gaussian"
+# with the lowest loss on HELD_OUT training images (BatchNorm re-estimated on
+# them), as `prune` chooses; the images just before the re-estimation ones.
 TARGETS = (0.5, 0.35)
 SEEDS = (0, 1, 2)
 SCORING_SAMPLES = 64
@@ -109,7 +112,7 @@ def main():
 
     from cifar10 import Results, accuracy
     import singe_keras
-    from singe_keras import allocation, criteria
+    from singe_keras import allocation, criteria, selection
     from singe_keras.surgery import rebuild
 
     folder, name = MODELS[args.model]
@@ -123,9 +126,13 @@ def main():
     train = cifar10_data.load_split(args.data, "train")
     x_test, y_test = cifar10_data.load_split(args.data, "test", EVAL_SUBSET)
     recalibration = train[0][-RECALIBRATION_BATCHES * BATCH:]
+    held_out = slice(-RECALIBRATION_BATCHES * BATCH - selection.HELD_OUT,
+                     -RECALIBRATION_BATCHES * BATCH)
+    held_out = selection.held_out_batches((train[0][held_out], train[1][held_out]), 0)
     baseline = keras.models.load_model(path)
     graph = singe_keras.trace(baseline)
     total = singe_keras.count_flops(baseline)
+    loss_fn = criteria.resolve_loss(None, baseline)
     if results.get("grid", "baseline") is None:
         results.put("grid", "baseline", {"accuracy": accuracy(baseline, x_test, y_test),
                                          "flops": total, "model": name})
@@ -147,8 +154,15 @@ def main():
             relevance = singe_keras.score(graph, (train[0][draw], train[1][draw]), criterion).flat()
             scoring_seconds = time.perf_counter() - started
             for normalization, target in cells:
-                plan = allocation.allocate(graph, relevance, target * total,
-                                           normalization=normalization)
+                def allocate(normalization, target=target):
+                    return allocation.allocate(graph, relevance, target * total,
+                                               normalization=normalization)
+
+                chosen = None
+                if normalization == "auto":
+                    chosen, plan, losses = selection.choose(graph, allocate, held_out, loss_fn)
+                else:
+                    plan = allocate(normalization)
                 pruned = rebuild(graph, plan)
                 singe_keras.recalibrate_batchnorm(pruned, recalibration,
                                                   batches=RECALIBRATION_BATCHES, batch_size=BATCH)
@@ -157,6 +171,7 @@ def main():
                     "flops_ratio": singe_keras.count_flops(pruned) / total,
                     "scoring_seconds": scoring_seconds,
                     "min_channels": int(min(len(k) for k in plan.keep.values())),
+                    **({"chosen": chosen, "held_out_losses": losses} if chosen else {}),
                 })
 
 

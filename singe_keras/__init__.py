@@ -7,7 +7,14 @@ its removal, and removes the least relevant ones. The method as this library
 defines and implements it: docs/method.md in the repository.
 """
 
-from singe_keras import criteria, latency
+import sys
+
+from singe_keras import progress
+
+if progress.runs_the_demo(sys.orig_argv):  # a quiet first run: TensorFlow has not loaded yet
+    progress.mute_native_stderr()
+
+from singe_keras import criteria, latency  # noqa: E402
 from singe_keras.callback import PruningCallback, UnitMask, strip
 from singe_keras.distillation import Distillation, DistillationLoss
 from singe_keras.cost import LayerCost, ModelCost, count_costs, count_flops

@@ -155,7 +155,7 @@ class PruningEngine:
 
         normalization = self.normalization
         if normalization == "auto":
-            skip = self.criterion.samples if self.criterion.needs_data else 0
+            skip = getattr(self.criterion, "samples", 0) if self.criterion.needs_data else 0
             normalization, _, _ = selection.choose(
                 graph, allocate, selection.held_out_batches(self.data, skip),
                 self.held_out_loss)

@@ -37,6 +37,7 @@ from singe_keras.surgery import rebuild
 # BatchNorm re-estimation batches after a round that no fine-tuning follows.
 DEFAULT_RECALIBRATION_BATCHES = 20
 
+
 def prune(
     model: keras.Model,
     dataset=None,
@@ -137,8 +138,8 @@ def prune(
             `singe_keras.allocation.normalize`; `"latency"` (per
             millisecond saved); or `"auto"`: each round allocates with
             `"mean"`, `"flops"` and `"gaussian"` and keeps the plan with the
-            lowest loss on 512 held-out examples of `dataset` (the ones after
-            the scoring samples), BatchNorm re-estimated on them
+            lowest loss on 512 held-out examples of `dataset` (those it
+            yields after the scoring samples), BatchNorm re-estimated on them
             (`singe_keras.selection`; without labels or a loss, the
             criterion's own normalization). Defaults to `None`: `"latency"`
             with `target_latency`, else `"auto"`. No fixed one is best on

@@ -73,8 +73,10 @@ def _held_out_loss(model, batches, loss_fn):
     recalibration.recalibrate_on(model, (x for x, _, _ in batches))
     total = weights = 0.0
     for x, y, weight in batches:
-        per_sample = np.asarray(loss_fn(y, model(x, training=False)), "float64")
-        per_sample = per_sample.reshape(len(x), -1).mean(axis=1)
+        values = np.asarray(loss_fn(y, model(x, training=False)), "float64")
+        if values.size == 1:  # a loss that reduces: its batch mean stands for every row
+            values = np.full(len(x), values.item())
+        per_sample = values.reshape(len(x), -1).mean(axis=1)
         total += float(np.sum(per_sample * weight))
         weights += float(np.sum(weight))
     return total / weights

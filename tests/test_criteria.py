@@ -81,7 +81,8 @@ def test_path_is_complete_per_block(path, steps, block_fraction, blocks_per_grou
     graph = singe_keras.trace(model)
     gated = singe_keras.GatedModel(graph)
     criterion = criteria.IntegratedGradients(
-        steps=steps, path=path, reduction="signed", block_fraction=block_fraction, seed=7)
+        steps=steps, path=path, reduction="signed", block_fraction=block_fraction, seed=7,
+        read="block")  # integrated gradients: `"all"` is not complete
     attributions = singe_keras.score(gated, (x, y), criterion).flat()
     block_of, count = criterion.blocks(graph, 1, np.random.default_rng(7))
     assert count == (blocks or blocks_per_group * len(graph.groups))
@@ -124,7 +125,9 @@ def _plain_across(gated, x, y, criterion):
     """The `path="across"` estimator computed the plain way: one sample, one point at a time.
 
     The partition is `criterion.blocks` under the criterion's seed (one
-    batch, one draw); each point's gradient is taken alone with a tape.
+    batch, one draw); each point's gradient is taken alone with a tape. With
+    `read="all"`, every unit of the sample reads every point, and the mean
+    over the sample's blocks is its attribution.
     """
     graph = gated.graph
     block_of, count = criterion.blocks(graph, len(x), np.random.default_rng(criterion.seed))
@@ -141,24 +144,27 @@ def _plain_across(gated, x, y, criterion):
                     tape.watch(gates)
                     loss = CE(y[i : i + 1], gated(x[i : i + 1], gates=gates))
                 gradient = tape.gradient(loss, gates).numpy()[0]
-                attribution += np.where(inside, gradient / steps, 0.0)
+                reads = inside if criterion.read == "block" else inside.any()
+                attribution += np.where(reads, gradient / steps, 0.0)
+        if criterion.read == "all":
+            attribution /= block_of[i].max() + 1
         evaluated = block_of[i] >= 0
         total += np.where(evaluated, attribution, 0.0)
         seen += evaluated
     return total / np.maximum(seen, 1), seen
 
 
-@pytest.mark.parametrize("blocks_per_sample", [None, 2])
-def test_across_path_equals_the_plain_computation(blocks_per_sample):
+@pytest.mark.parametrize("blocks_per_sample, read", [(4, "block"), (2, "block"), (2, "all")])
+def test_across_path_equals_the_plain_computation(blocks_per_sample, read):
     model = _compiled("residual")
     x, y = _data(model, n=6)
     gated = singe_keras.GatedModel(singe_keras.trace(model))
     criterion = criteria.IntegratedGradients(
         steps=2, path="across", reduction="signed", block_fraction=0.25,
-        blocks_per_sample=blocks_per_sample, samples=6, seed=3)
+        blocks_per_sample=blocks_per_sample, read=read, samples=6, seed=3)
     expected, seen = _plain_across(gated, x, y, criterion)
     assert seen.min() >= 1  # every unit is evaluated by some sample
-    if blocks_per_sample:
+    if blocks_per_sample < 4:
         assert seen.max() < 6  # and not by every sample: half the work
     # Passes of 256 rows (all points at once) and of 5 rows (one point, part
     # of the samples): the same numbers as the plain computation.
@@ -189,16 +195,16 @@ def test_across_blocks_cover_every_unit_once_per_stratum():
     np.testing.assert_array_equal((block_of >= 0).sum(axis=0), 1)
 
 
-@pytest.mark.parametrize("blocks_per_sample, rows", [(None, 64), (2, 16)])
+@pytest.mark.parametrize("blocks_per_sample, rows", [(None, 16), (8, 64)])
 def test_default_singe_costs_a_gradient_per_block(recorded_steps, blocks_per_sample, rows):
     model = _compiled("residual")
     x, y = _data(model, n=8)
     criterion = criteria.get("singe")
     assert (criterion.path, criterion.steps, criterion.block_fraction,
-            criterion.blocks_per_sample) == ("across", 1, 0.125, None)
-    criterion.blocks_per_sample = blocks_per_sample
+            criterion.blocks_per_sample, criterion.read) == ("across", 1, 0.125, 2, "all")
+    criterion.blocks_per_sample = blocks_per_sample or criterion.blocks_per_sample
     scores = singe_keras.score(model, (x, y), criterion).flat()
-    # 8 samples x 8 blocks (or 2 of them) each, in one pass.
+    # 8 samples x 2 of the 8 blocks (or all 8) each, in one pass.
     assert recorded_steps[-1].rows == [rows]
     assert np.isfinite(scores).all() and (scores > 0).mean() > 0.9
 

@@ -164,14 +164,14 @@ def test_label_free_singe_relevances_are_real_where_taylor_gives_zero():
 def test_label_free_prune_scores_with_the_distillation_loss():
     model = _compiled("residual")
     x = zoo.sample_inputs(model, batch=32, seed=0)
-    pruned = singe_keras.prune(model, x, target_flops=0.5, rounds=1, finetune_steps=0,
-                               recalibration_batches=0, verbose=0)
+    pruned, report = singe_keras.prune(model, x, target_flops=0.5, rounds=1, finetune_steps=0,
+                                       recalibration_batches=0, return_report=True, verbose=0)
     graph = singe_keras.trace(model)
     criterion = singe_keras.criteria.IntegratedGradients(loss=singe_keras.DistillationLoss())
     scores = singe_keras.score(graph, (x, distillation_lib.teacher_outputs(model)(x)),
                                criterion)
     plan = allocation.allocate(graph, scores.flat(), 0.5 * singe_keras.count_flops(model),
-                               None, criterion.normalization, 1, 1)
+                               None, report.rounds[0]["normalization"], 1, 1)
     for a, b in zip(singe_keras.rebuild(graph, plan).get_weights(), pruned.get_weights()):
         np.testing.assert_array_equal(a, b)
 

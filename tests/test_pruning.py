@@ -12,6 +12,8 @@ import tensorflow as tf
 import prune_worker
 import singe_keras
 from singe_keras import criteria
+from singe_keras import pruning
+from singe_keras import selection
 import zoo
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -363,7 +365,8 @@ def test_least_relevant_units_are_removed_first(criterion):
     alive = [1, 2, 4]
     target = singe_keras.count_flops(graph, singe_keras.Plan.full(graph).with_kept("b_conv", alive))
     _, report = singe_keras.prune(model, _data(model), target_flops=target, criterion=criterion,
-                                  rounds=1, finetune_steps=0, return_report=True, verbose=0)
+                                  rounds=1, finetune_steps=0, normalization="mean",
+                                  return_report=True, verbose=0)
     assert report.layers["b_conv"]["kept_outputs"] == alive
     assert report.layers["a_conv"]["kept_outputs"] == list(range(6))
 
@@ -449,24 +452,77 @@ def test_batchnorm_statistics_are_re_estimated_after_each_rebuild():
                 assert same == (name == 2), layer.name
 
 
-@pytest.mark.parametrize("criterion, own", [("l1", "mean"), ("singe", "mean"),
-                                            ("group_l1", "gaussian")])
-def test_default_normalization_is_the_criterion_s_own(criterion, own):
+@pytest.mark.parametrize("criterion", ["l1", "singe"])
+def test_default_normalization_is_auto_and_each_round_keeps_the_chosen_one_s_plan(criterion):
     model = _compiled("residual")
-    data = _data(model)
+    data = _data(model, 160)
 
-    def kept(**options):
-        _, report = singe_keras.prune(model, data, target_flops=0.3, criterion=criterion,
-                                      rounds=1, finetune_steps=0, return_report=True,
-                                      verbose=0, **options)
-        return {name: layer["kept_outputs"] for name, layer in report.layers.items()}
+    def run(**options):
+        return singe_keras.prune(model, data, target_flops=0.3, criterion=criterion, rounds=2,
+                                 finetune_steps=0, return_report=True, verbose=0, seed=0,
+                                 **options)
 
-    assert criteria.get(criterion).normalization == own
-    assert kept() == kept(normalization=own)
-    # The option matters here: some other normalization gives another plan.
-    assert any(kept() != kept(normalization=n) for n in ("flops", "none", "max"))
+    pruned, report = run()
+    chosen = [r["normalization"] for r in report.rounds]
+    assert set(chosen) <= set(selection.CANDIDATES)
+    if len(set(chosen)) == 1:  # the same model as with that normalization fixed
+        again, _ = run(normalization=chosen[0])
+        for a, b in zip(pruned.get_weights(), again.get_weights()):
+            np.testing.assert_array_equal(a, b)
     callback = singe_keras.PruningCallback(target_flops=0.5, criterion=criterion, dataset=data)
-    assert callback.normalization == own
+    assert callback.normalization == "auto"
+
+
+@pytest.mark.parametrize("criterion", ["l1", "group_l1"])
+def test_auto_without_labels_or_a_loss_uses_the_criterion_s_own_normalization(criterion):
+    model = zoo.build("residual")  # not compiled: no loss, and no data
+    _, report = singe_keras.prune(model, target_flops=0.3, criterion=criterion,
+                                  finetune_steps=0, return_report=True, verbose=0)
+    own = criteria.get(criterion).normalization
+    assert [r["normalization"] for r in report.rounds] == [own] * 4
+    assert own == {"l1": "mean", "group_l1": "gaussian"}[criterion]
+
+
+@pytest.mark.parametrize("finetune_steps, final_epochs, recalibrated", [
+    (0, 0, [1, 2]), (0, 1, [1]), (2, 0, []), (2, 1, []),
+])
+def test_default_re_estimates_batchnorm_only_where_no_fine_tuning_follows(
+        finetune_steps, final_epochs, recalibrated, monkeypatch):
+    calls = []
+    original = pruning._FineTuning.recalibrate
+    monkeypatch.setattr(pruning._FineTuning, "recalibrate",
+                        lambda self, model, index, *args: calls.append(index) or original(
+                            self, model, index, *args))
+    model = _compiled()
+    options = dict(target_flops=0.5, criterion="l1", rounds=2, finetune_steps=finetune_steps,
+                   final_epochs=final_epochs, batch_size=16, verbose=0)
+    singe_keras.prune(model, _data(model, 32), **options)
+    assert calls == recalibrated
+    calls.clear()
+    singe_keras.prune(model, _data(model, 32), recalibration_batches=2, **options)
+    assert calls == [1, 2]
+
+
+@pytest.mark.parametrize("loss, same_as", [
+    (CE, {"alpha": 0.0}),  # the loss tells the output kind: distillation only
+    (lambda y, p: CE(y, p), False),  # it does not: the task loss
+])
+def test_default_fine_tuning_distills_only_where_the_loss_tells_the_output_kind(loss, same_as):
+    model = zoo.build("chain")
+    model.compile(optimizer="sgd", loss=loss)
+    data = _data(model, 32)
+
+    def weights(distillation):
+        pruned = singe_keras.prune(model, data, target_flops=0.5, criterion="l1", rounds=1,
+                                   finetune_steps=3, batch_size=16, seed=0, verbose=0,
+                                   distillation=distillation)
+        return pruned.get_weights()
+
+    default = weights(None)
+    for a, b in zip(default, weights(same_as)):
+        np.testing.assert_array_equal(a, b)
+    other = {"outputs": "logits"} if same_as is False else False
+    assert any(not np.array_equal(a, b) for a, b in zip(default, weights(other)))
 
 
 @pytest.mark.parametrize("verbose", [0, 1, 2])

@@ -46,28 +46,31 @@ class IntegratedGradients(Criterion):
       removed with it, as the allocation will remove many units of a group
       at once, rather than while all of them vanish (`"group"`) or none
       (`"unit"`); `draws` such partitions per sample are averaged.
-    - `path="across"` (the default): for each sample, all the units of the
-      model, whatever their group, are dealt at random into
-      `round(1 / block_fraction)` blocks (8 at the default 1/8), each scaled
-      in turn: with K = 1 (the default here) a sample costs 8 gradients,
-      where the per-group halves of `"random"` at K = 4 cost 8 per group.
-      What makes the ranking is how much of the network one path point
-      removes with the unit (benchmarks/README.md, "Scoring time and quality"), not the
-      number of points. With `blocks_per_sample=S`, each sample evaluates
-      only S of the blocks: ceil(blocks / S) consecutive samples share one
-      partition and split its blocks, so that each unit is evaluated once
-      per such stratum; a sample then costs S gradients (S = 2: about
-      twice Taylor's time), but each unit is evaluated by fewer samples,
-      and the ranking is noisier at the same `samples`.
+    - `path="across"` (the default): all the units of the model, whatever
+      their group, are dealt at random into `round(1 / block_fraction)`
+      blocks (8 at the default 1/8), each scaled in turn (K = 1 here by
+      default). What makes the ranking is how much of the network one path
+      point removes with the unit (benchmarks/README.md, "Scoring time and
+      quality"), not the number of points. Each sample evaluates S =
+      `blocks_per_sample` of the blocks (2 by default): ceil(blocks / S)
+      consecutive samples share one partition and split its blocks, so
+      that each unit is evaluated once per such stratum, and a sample
+      costs S x K gradients (the default: 2, about twice Taylor's time;
+      all 8 blocks cost 8 and rank better, see `blocks_per_sample`).
 
     The relevance is the mean, over the samples (and draws) that evaluated
     the unit, of |A_u(x)| (`reduction="abs"`), A_u(x) (`"signed"`) or
     A_u(x)^2 (`"square"`). By completeness, the signed attributions of a
     block sum to l(x; m=1) - l(x; m_block=0) as K grows.
 
-    With `read="all"` (an experiment, not the definition above), every unit
-    of a sample takes the gradient of each of the sample's points, whether
-    its block moves or not, and their mean is its attribution.
+    With `read="all"` (the default of `path="across"`), every unit that a
+    sample evaluates takes the gradient of each of the sample's points,
+    whether its own block moves there or not, and A_u(x) is their mean: with
+    the defaults, the mean of u's gate gradient at its block's midpoint and
+    at the other block's, two readings of how the loss depends on u while
+    an eighth of the network is half removed. This is not integrated
+    gradients any more (no completeness), but at two gradients per sample
+    it ranked better than `read="block"` did (benchmarks/README.md).
 
     Reference: E. Yvinec, A. Dapogny, M. Cord, K. Bailly, "SInGE: Sparsity
     via Integrated Gradients Estimation of Neuron Relevance", NeurIPS 2022.
@@ -103,11 +106,13 @@ class IntegratedGradients(Criterion):
             sample. Defaults to `1`.
         seed: seed of the random partitions. Defaults to `0`.
         blocks_per_sample: with `path="across"`, how many of its
-            partition's blocks a sample evaluates (at most all of them);
-            `None` for all of them. Defaults to `None`.
+            partition's blocks a sample evaluates (at most all of them: pass
+            the number of blocks, 8 by default, for all). Defaults to
+            `None`: 2 with `"across"`.
         read: `"block"` (a point's gradients count for the units of its
             block: integrated gradients), or `"all"` (see above; needs the
-            midpoint rule). Defaults to `"block"`.
+            midpoint rule). Defaults to `None`: `"all"` with `"across"`,
+            else `"block"`.
 
     Example:
 
@@ -134,11 +139,13 @@ class IntegratedGradients(Criterion):
         draws=1,
         seed=0,
         blocks_per_sample=None,
-        read="block",
+        read=None,
     ):
         _check_choice("path", path, ("group", "unit", "random", "across"))
         _check_choice("reduction", reduction, ("abs", "signed", "square"))
         _check_choice("rule", rule, ("midpoint", "left"))
+        if read is None:  # the path's default
+            read = "all" if path == "across" and rule == "midpoint" else "block"
         _check_choice("read", read, ("block", "all"))
         if read == "all" and rule != "midpoint":
             raise ValueError("`read='all'` needs `rule='midpoint'`. "
@@ -158,6 +165,8 @@ class IntegratedGradients(Criterion):
                 "`block_fraction` must be in (0, 1] or None. "
                 f"Received: block_fraction={block_fraction!r}"
             )
+        if blocks_per_sample is None and path == "across":  # the path's default
+            blocks_per_sample = 2
         if blocks_per_sample is not None and not (
                 isinstance(blocks_per_sample, (int, np.integer)) and blocks_per_sample >= 1):
             raise ValueError(
