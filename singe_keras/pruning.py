@@ -252,7 +252,7 @@ def prune(
     )
     if distillation is None and (uses_teacher or (default_distillation and training and (
             distillation_lib.output_kind(compile_settings["loss"]) is not None))):
-        distillation = distillation_lib.Distillation()  # measured best: README, "Recovering accuracy"
+        distillation = distillation_lib.Distillation()  # README, "Recovering accuracy"
     fine_tuning = _FineTuning(model, dataset, labelled, compile_settings, optimizer_step,
                               distillation, batch_size, seed, verbose)
     scoring_data, scoring_criterion = dataset, criterion
