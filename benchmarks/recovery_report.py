@@ -20,7 +20,7 @@ def description(row):
     if recalibrate is None:  # the library's default recipe
         return (f"{'singe' if name == 'singe_default' else name}, `prune`'s default recipe "
                 "(distillation only, BN re-estimated only where no fine-tuning follows, "
-                '"auto" normalization)')
+                f'"{normalization or "auto"}" normalization)')
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
     return ", ".join([name] + [f'"{normalization}" normalization']
