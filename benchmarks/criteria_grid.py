@@ -47,20 +47,22 @@ CRITERIA = {
         "seed": seed}},
     "singe_unit": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "unit", "reduction": "abs", "steps": 4}},
-    # Issue 23: blocks dealt across all groups (path="across"), K = 1.
+    # Issue 23: blocks dealt across all groups (path="across"), K = 1, each
+    # point read by its block's units (`read="block"`, explicit since the
+    # default of "across" became "all").
     # `singe_random_square` above is the default before issue 23.
     "singe_across8": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
-        "blocks_per_sample": 8, "seed": seed}},
+        "blocks_per_sample": 8, "read": "block", "seed": seed}},
     "singe_across8_s2": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
-        "blocks_per_sample": 2, "seed": seed}},
+        "blocks_per_sample": 2, "read": "block", "seed": seed}},
     "singe_across8_s3": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.125,
-        "blocks_per_sample": 3, "seed": seed}},
+        "blocks_per_sample": 3, "read": "block", "seed": seed}},
     "singe_across16_s2": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.0625,
-        "blocks_per_sample": 2, "seed": seed}},
+        "blocks_per_sample": 2, "read": "block", "seed": seed}},
     # read="all": every unit reads the gradient of every point (the mean
     # over the sample's points), not only the units of the point's block.
     "singe_across8_s1_all": lambda seed: {"class_name": "singe", "config": {
@@ -74,7 +76,7 @@ CRITERIA = {
         "blocks_per_sample": 1, "read": "all", "seed": seed}},
     "singe_across4_s1": lambda seed: {"class_name": "singe", "config": {
         "samples": 64, "path": "across", "steps": 1, "block_fraction": 0.25,
-        "blocks_per_sample": 1, "seed": seed}},
+        "blocks_per_sample": 1, "read": "block", "seed": seed}},
 }
 DATA_FREE = ("l1", "l2", "group_l1", "bn_scale")
 # "sum" is left out: it ranks like "l2" (both divide by a statistic that grows

@@ -17,9 +17,13 @@ from recovery import ROWS
 
 def description(row):
     name, recalibrate, distill, labels, normalization = ROWS[row]
+    if recalibrate is None:  # the library's default recipe
+        return (f"{'singe' if name == 'singe_default' else name}, `prune`'s default recipe "
+                "(distillation only, BN re-estimated only where no fine-tuning follows, "
+                f'"{normalization or "auto"}" normalization)')
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
-                                      ("distillation", distill)) if on]
-    return ", ".join([name] + ([f'"{normalization}" normalization'] if normalization else [])
+                                      ("distillation (alpha 0.5)", distill)) if on]
+    return ", ".join([name] + [f'"{normalization}" normalization']
                      + ([] if labels else ["label-free (inputs only)"])
                      + (recovery or ["neither BN re-estimation nor distillation"]))
 

@@ -22,6 +22,8 @@ def main():
     parser.add_argument("--model", default="resnet50", choices=("resnet50", "mobilenetv2"))
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--criterion", default="singe")
+    parser.add_argument("--output", default=None,
+                        help="default: benchmarks/results/scoring_full_<model>.json")
     args = parser.parse_args()
 
     started_process = time.perf_counter()
@@ -64,8 +66,8 @@ def main():
         "input_data_gib": x.nbytes / 2**30,
         "finite": bool(np.isfinite(scores.flat()).all()),
     }
-    output = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                          f"scoring_full_{args.model}.json")
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                         f"scoring_full_{args.model}.json")
     results_io.save(results, output)
     print(results)
 

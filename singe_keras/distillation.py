@@ -110,7 +110,7 @@ class Distillation:
         alpha: weight of the task loss; `1 - alpha` weighs the distillation
             term. Ignored (0) when the data has no labels. Defaults to `0.0`:
             distillation only, which recovered more accuracy than
-            `alpha=0.5` (README, "Recovery").
+            `alpha=0.5` (README, "Recovering accuracy").
         temperature: T of the softened softmax. Defaults to `4.0`.
         teacher: a `keras.Model` with the same input and output shapes, run
             in inference mode and never trained or modified; `None` is the

@@ -184,7 +184,7 @@ def prune(
             `None`: 20 batches after the rounds that no fine-tuning follows
             (`finetune_steps=0`, and the last round without `final_epochs`),
             else none: when fine-tuning follows, it cost 0.2-0.6 points of
-            final accuracy (README, "Recovery").
+            final accuracy (README, "Recovering accuracy").
         distillation: `None` (the default recipe), `False`, `True` (a
             `Distillation` with its defaults), a dict of its arguments or a
             `singe_keras.Distillation`: fine-tune on
@@ -252,7 +252,7 @@ def prune(
     )
     if distillation is None and (uses_teacher or (default_distillation and training and (
             distillation_lib.output_kind(compile_settings["loss"]) is not None))):
-        distillation = distillation_lib.Distillation()  # measured best (README, "Recovery")
+        distillation = distillation_lib.Distillation()  # README, "Recovering accuracy"
     fine_tuning = _FineTuning(model, dataset, labelled, compile_settings, optimizer_step,
                               distillation, batch_size, seed, verbose)
     scoring_data, scoring_criterion = dataset, criterion

@@ -61,7 +61,8 @@ class IntegratedGradients(Criterion):
     The relevance is the mean, over the samples (and draws) that evaluated
     the unit, of |A_u(x)| (`reduction="abs"`), A_u(x) (`"signed"`) or
     A_u(x)^2 (`"square"`). By completeness, the signed attributions of a
-    block sum to l(x; m=1) - l(x; m_block=0) as K grows.
+    block sum to l(x; m=1) - l(x; m_block=0) as K grows (with
+    `read="block"`).
 
     With `read="all"` (the default of `path="across"`), every unit that a
     sample evaluates takes the gradient of each of the sample's points,
