@@ -56,7 +56,8 @@ class IntegratedGradients(Criterion):
       consecutive samples share one partition and split its blocks, so
       that each unit is evaluated once per such stratum, and a sample
       costs S x K gradients (the default: 2, about twice Taylor's time;
-      all 8 blocks cost 8 and rank better, see `blocks_per_sample`).
+      `blocks_per_sample=8, read="block"`, every block and integrated
+      gradients proper, costs 8 and ranked better).
 
     The relevance is the mean, over the samples (and draws) that evaluated
     the unit, of |A_u(x)| (`reduction="abs"`), A_u(x) (`"signed"`) or
