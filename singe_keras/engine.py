@@ -78,10 +78,10 @@ class PruningEngine:
         self.graph, self.criterion, self.data, self.steps = graph, criterion, data, steps
         self.min_units, self.round_to = min_units, round_to
         self.max_pruning_ratio, self.verbose = max_pruning_ratio, verbose
-        self.normalization, self.held_out_loss = normalization, None
+        self.normalization, self.selection_loss = normalization, None
         if normalization == "auto":
-            self.held_out_loss = _held_out_loss(criterion, data, graph.model)
-            if self.held_out_loss is None:
+            self.selection_loss = _selection_loss(criterion, data, graph.model)
+            if self.selection_loss is None:
                 self.normalization = criterion.normalization
         self.original = cost_lib.count_costs(graph)
         self.max_flops = allocation.absolute_target("target_flops", target_flops,
@@ -153,12 +153,12 @@ class PruningEngine:
                 latency_model=self.latency_model,
             )
 
-        normalization = self.normalization
-        if normalization == "auto":
+        normalization, plan = self.normalization, None
+        if normalization == "auto":  # the chosen normalization, and its plan
             skip = getattr(self.criterion, "samples", 0) if self.criterion.needs_data else 0
-            normalization, _, _ = selection.choose(
+            normalization, plan, _ = selection.choose(
                 graph, allocate, selection.held_out_batches(self.data, skip),
-                self.held_out_loss)
+                self.selection_loss)
         if step == self.steps and latency_lib.measures_here(self.latency_model):
             if reference is None:
                 reference = _full_copy(self.graph)
@@ -168,8 +168,8 @@ class PruningEngine:
                 self.original_ms, self.verbose,
                 kept=None if kept is None else Plan.from_mask(graph, kept))
             return Step(plan, model, measured, corrections, scoring_seconds, normalization)
-        return Step(allocate(normalization), scoring_seconds=scoring_seconds,
-                    normalization=normalization)
+        return Step(allocate(normalization) if plan is None else plan,
+                    scoring_seconds=scoring_seconds, normalization=normalization)
 
     def latency_record(self, predicted, model=None, step=None):
         """The pruned model's predicted latency next to one measurement.
@@ -214,7 +214,7 @@ def resolve_criterion(criterion, normalization, target_latency):
     return criterion, normalization
 
 
-def _held_out_loss(criterion, data, model):
+def _selection_loss(criterion, data, model):
     """The per-sample loss `"auto"` compares plans with, or `None` if there is none."""
     if data is None or not data_lib.has_targets(data):
         return None
