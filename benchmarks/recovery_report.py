@@ -74,6 +74,16 @@ def report(results):
         if any((row, t) in cells for t in targets):
             lines.append(f"| {description(row)} | " + " | ".join(
                 " | ".join(cell(cells.get((row, t), {}))) for t in targets) + " |")
+    for target in targets:  # at equal FLOPs: does recovery follow the parameters kept?
+        pruned = [(run["params"], run["test_accuracy"]) for key, run in runs.items()
+                  if key.split("/")[1:2] == [f"flops{target}"]]
+        if len(pruned) > 2:
+            params, accuracies = np.array(pruned).T
+            lines += ["", f"At {float(target):.0%} of the FLOPs, over the {len(pruned)} pruned "
+                      f"runs, the correlation of top-1 with the parameters kept is "
+                      f"{np.corrcoef(params, accuracies)[0, 1]:.2f} ({params.min():,.0f} to "
+                      f"{params.max():,.0f} parameters, {100 * accuracies.min():.2f} to "
+                      f"{100 * accuracies.max():.2f}%)."]
     return "\n".join(lines) + "\n"
 
 
