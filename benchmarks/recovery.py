@@ -19,7 +19,8 @@ is at the end of its schedule, 5e-4). Rows:
   uses "mean", the default then, which is also l1's best there);
 - default and l1_default (issue 27): `prune`'s default recipe, only the
   criterion (the default "singe", or "l1") and the budget given;
-  l1_default_mean: the same with the former fixed normalization.
+  l1_default_mean and default_mean: the same with the former fixed
+  normalization.
 
 Gradient criteria score 64 training images per round. Each seed changes
 the data order (so the scoring images) and Keras's seeds. Top-1 on all
@@ -63,6 +64,7 @@ ROWS = {
     "default": ("singe_default", None, None, True, None),
     "l1_default": ("l1", None, None, True, None),
     "l1_default_mean": ("l1", None, None, True, "mean"),
+    "default_mean": ("singe_default", None, None, True, "mean"),
 }
 RECALIBRATION = {True: 20, False: 0, None: None}
 DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
