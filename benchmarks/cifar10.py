@@ -52,6 +52,9 @@ BATCH = 64
 class Results:
     """The results JSON, rewritten atomically after every cell.
 
+    Each write re-reads the file first, so runs of other rows or seeds may
+    write to it at the same time.
+
     Its `runs` list the distinct invocations (command and commit) that
     wrote cells, by first write; a file from before the list starts it with
     its last writer, the only one it recorded.
@@ -72,6 +75,10 @@ class Results:
         return self.data.get(part, {}).get(key)
 
     def put(self, part, key, value):
+        if os.path.exists(self.path):  # keeps the cells other processes wrote meanwhile
+            with open(self.path) as f:
+                on_disk = json.load(f)
+            self.data = {**on_disk, "runs": on_disk.get("runs", self.data["runs"])}
         if self.run not in self.data["runs"]:
             self.data["runs"].append(self.run)
         self.data.setdefault(part, {})[key] = value
