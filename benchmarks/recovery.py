@@ -20,7 +20,8 @@ is at the end of its schedule, 5e-4). Rows:
 - default and l1_default (issue 27): `prune`'s default recipe, only the
   criterion (the default "singe", or "l1") and the budget given;
   l1_default_mean and default_mean: the same with the former fixed
-  normalization.
+  normalization; default_6_rounds: the default recipe with the budget
+  spread over 6 rounds of 197 steps and one final epoch fewer.
 
 Gradient criteria score 64 training images per round. Each seed changes
 the data order (so the scoring images) and Keras's seeds. Top-1 on all
@@ -65,7 +66,11 @@ ROWS = {
     "l1_default": ("l1", None, None, True, None),
     "l1_default_mean": ("l1", None, None, True, "mean"),
     "default_mean": ("singe_default", None, None, True, "mean"),
+    "default_6_rounds": ("singe_default", None, None, True, None),
 }
+# row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
+# steps between rounds fill the rest of the same budget.
+SCHEDULES = {"default_6_rounds": (6, 1)}
 RECALIBRATION = {True: 20, False: 0, None: None}
 DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
 
@@ -78,6 +83,17 @@ def criterion_config(name, seed):
     if name == "taylor":
         return {"class_name": "taylor", "config": {"samples": SCORING_SAMPLES}}
     return name
+
+
+def schedule(row, final_epochs, epoch_steps):
+    """`(rounds, steps between rounds, final epochs)` of `row`, all rows the same budget."""
+    from cifar10 import FINETUNE_STEPS, ROUNDS
+
+    rounds, moved = SCHEDULES.get(row, (ROUNDS, 0))
+    steps, remainder = divmod(ROUNDS * FINETUNE_STEPS + moved * epoch_steps, rounds)
+    if remainder or moved > final_epochs:
+        raise ValueError(f"{row}'s schedule does not fit the budget of the other rows")
+    return rounds, steps, final_epochs - moved
 
 
 def main():
@@ -106,7 +122,8 @@ def main():
     test = cifar10_data.load_split(args.data, "test")
     baseline = keras.models.load_model(args.model)
     final_epochs = FINAL_EPOCHS if args.final_epochs is None else args.final_epochs
-    steps = ROUNDS * FINETUNE_STEPS + final_epochs * -(-len(train[0]) // BATCH)
+    epoch_steps = -(-len(train[0]) // BATCH)
+    steps = ROUNDS * FINETUNE_STEPS + final_epochs * epoch_steps
     recorded = (results.get("recovery", "baseline") or {}).get("finetune_steps_per_row", steps)
     if recorded != steps:
         parser.error(f"{args.output} holds runs of {recorded} fine-tuning steps per row; "
@@ -142,18 +159,19 @@ def main():
             row, target = key.split("/")[0], float(key.split("/")[1][len("flops"):])
             name, recalibrate, distill, labels, normalization = ROWS[row]
             criterion = criteria.get(criterion_config(name, seed))
+            rounds, round_steps, row_final_epochs = schedule(row, final_epochs, epoch_steps)
             pruned, report = singe_keras.prune(
                 baseline, data if labels else data.map(lambda x, y: x),
                 target_flops=target, criterion=criterion, normalization=normalization,
-                rounds=ROUNDS,
-                finetune_steps=FINETUNE_STEPS, final_epochs=final_epochs, batch_size=BATCH,
+                rounds=rounds, finetune_steps=round_steps, final_epochs=row_final_epochs,
+                batch_size=BATCH,
                 optimizer=optimizer(), recalibration_batches=RECALIBRATION[recalibrate],
                 distillation=DISTILLATION[distill], seed=seed, verbose=1,
                 return_report=True,
             )
             record = pruned_record(pruned, report, baseline, criterion, test, started)
             record["normalization"] = normalization or [r.get("normalization")
-                                                        for r in report.rounds[:ROUNDS]]
+                                                        for r in report.rounds[:rounds]]
             results.put("recovery", key, record)
 
 

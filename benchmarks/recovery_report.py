@@ -12,15 +12,18 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from recovery import ROWS
+from recovery import ROWS, SCHEDULES
 
 
 def description(row):
     name, recalibrate, distill, labels, normalization = ROWS[row]
     if recalibrate is None:  # the library's default recipe
+        rounds, moved = SCHEDULES.get(row, (None, 0))
         return (f"{'singe' if name == 'singe_default' else name}, `prune`'s default recipe "
                 "(distillation only, BN re-estimated only where no fine-tuning follows, "
-                f'"{normalization or "auto"}" normalization)')
+                f'"{normalization or "auto"}" normalization)'
+                + (f", {rounds} rounds with {moved} final epoch spread between them"
+                   if rounds else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
     return ", ".join([name] + [f'"{normalization}" normalization']
