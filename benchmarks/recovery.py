@@ -20,8 +20,9 @@ is at the end of its schedule, 5e-4). Rows:
 - default and l1_default (issue 27): `prune`'s default recipe, only the
   criterion (the default "singe", or "l1") and the budget given;
   l1_default_mean and default_mean: the same with the former fixed
-  normalization; default_6_rounds: the default recipe with the budget
-  spread over 6 rounds of 197 steps and one final epoch fewer.
+  normalization; default_6x197 and default_4x491: the default recipe with
+  the same budget spread over 6 rounds of 197 steps (one final epoch fewer)
+  or 4 rounds of 491 steps (two fewer).
 
 Gradient criteria score 64 training images per round. Each seed changes
 the data order (so the scoring images) and Keras's seeds. Top-1 on all
@@ -66,11 +67,12 @@ ROWS = {
     "l1_default": ("l1", None, None, True, None),
     "l1_default_mean": ("l1", None, None, True, "mean"),
     "default_mean": ("singe_default", None, None, True, "mean"),
-    "default_6_rounds": ("singe_default", None, None, True, None),
+    "default_6x197": ("singe_default", None, None, True, None),
+    "default_4x491": ("singe_default", None, None, True, None),
 }
 # row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
 # steps between rounds fill the rest of the same budget.
-SCHEDULES = {"default_6_rounds": (6, 1)}
+SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2)}
 RECALIBRATION = {True: 20, False: 0, None: None}
 DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
 

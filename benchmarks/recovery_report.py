@@ -22,7 +22,7 @@ def description(row):
         return (f"{'singe' if name == 'singe_default' else name}, `prune`'s default recipe "
                 "(distillation only, BN re-estimated only where no fine-tuning follows, "
                 f'"{normalization or "auto"}" normalization)'
-                + (f", {rounds} rounds with {moved} final epoch spread between them"
+                + (f", {rounds} rounds with {moved} of the final epochs spread between them"
                    if rounds else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
