@@ -35,7 +35,8 @@ after every run (an interrupted run resumes). Rows run seed by seed, the
 
 `--final-epochs 4` (with another `--output`) gives every row 4 final epochs
 instead of 1: 3,528 steps, 4.5 epochs in all, for the issue's goal of
-recovery within 5 epochs.
+recovery within 5 epochs. `--learning-rate` (another `--output` too) sets
+every row's peak learning rate, the control's included.
 """
 
 import argparse
@@ -105,6 +106,8 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data", default=cifar10_data.SHARED_DATA)
     parser.add_argument("--model", default=LONG_MODEL)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
+                        help="peak of every row's cosine learning rate (default: 0.01)")
     parser.add_argument("--final-epochs", type=int, default=None,
                         help="final fine-tuning epochs of every row (default: the benchmark's 1)")
     parser.add_argument("--output", default=os.path.join(
@@ -126,18 +129,21 @@ def main():
     final_epochs = FINAL_EPOCHS if args.final_epochs is None else args.final_epochs
     epoch_steps = -(-len(train[0]) // BATCH)
     steps = ROUNDS * FINETUNE_STEPS + final_epochs * epoch_steps
-    recorded = (results.get("recovery", "baseline") or {}).get("finetune_steps_per_row", steps)
-    if recorded != steps:
-        parser.error(f"{args.output} holds runs of {recorded} fine-tuning steps per row; "
-                     f"--final-epochs {final_epochs} gives {steps}: pass another --output")
+    budget = {"finetune_steps_per_row": steps, "learning_rate": args.learning_rate}
+    cell = results.get("recovery", "baseline") or budget
+    recorded = {"finetune_steps_per_row": cell["finetune_steps_per_row"],
+                "learning_rate": cell.get("learning_rate", LEARNING_RATE)}  # 0.01 before the flag
+    if recorded != budget:
+        parser.error(f"{args.output} holds runs of {recorded}; --final-epochs {final_epochs} "
+                     f"--learning-rate {args.learning_rate} give {budget}: pass another --output")
 
     def optimizer():
-        schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, steps)
+        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)
         return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
 
     if results.get("recovery", "baseline") is None:
         results.put("recovery", "baseline", {
-            "test_accuracy": accuracy(baseline, *test), "finetune_steps_per_row": steps})
+            "test_accuracy": accuracy(baseline, *test), **budget})
     rows = args.rows.split(",")
     for seed in map(int, args.seeds.split(",")):
         keys = [f"control/seed{seed}"] if "control" in rows else []
