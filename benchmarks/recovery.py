@@ -24,7 +24,8 @@ is at the end of its schedule, 5e-4). Rows:
   the same budget spread over 6 rounds of 197 steps (one final epoch fewer)
   or 4 rounds of 491 steps (two fewer).
 
-Gradient criteria score 64 training images per round. Each seed changes
+The singe and taylor rows score 64 training images per round; the default
+rows, the default criterion's 256. Each seed changes
 the data order (so the scoring images) and Keras's seeds. Top-1 on all
 10,000 test images. Results go to benchmarks/results/recovery_resnet20.json
 after every run (an interrupted run resumes). Rows run seed by seed, the
