@@ -12,7 +12,7 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from recovery import ROWS, SCHEDULES
+from recovery import LEARNING_RATE, ROWS, SCHEDULES
 
 
 def description(row):
@@ -48,7 +48,7 @@ def report(results):
         f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
         f"images. Every row: {runs['baseline']['finetune_steps_per_row']} optimizer steps "
         "(4 rounds x 100, then whole epochs; batch 64), SGD Nesterov 0.9, lr "
-        f"{runs['baseline'].get('learning_rate', 0.01)} cosine "
+        f"{runs['baseline'].get('learning_rate', LEARNING_RATE)} cosine "
         "to 0. "
         "Mean ± std over the seeds that finished (n); per-seed values after n; "
         "gap = mean - the control's mean.",
