@@ -22,7 +22,9 @@ is at the end of its schedule, 5e-4). Rows:
   l1_default_mean and default_mean: the same with the former fixed
   normalization; default_6x197 and default_4x491: the default recipe with
   the same budget spread over 6 rounds of 197 steps (one final epoch fewer)
-  or 4 rounds of 491 steps (two fewer).
+  or 4 rounds of 491 steps (two fewer); default_1x400: one round, so
+  one-shot pruning and all 3,528 steps after it; default_t2: distillation
+  temperature 2 instead of 4.
 
 The singe and taylor rows score 64 training images per round; the default
 rows, the default criterion's 256. Each seed changes
@@ -71,10 +73,12 @@ ROWS = {
     "default_mean": ("singe_default", None, None, True, "mean"),
     "default_6x197": ("singe_default", None, None, True, None),
     "default_4x491": ("singe_default", None, None, True, None),
+    "default_1x400": ("singe_default", None, None, True, None),
+    "default_t2": ("singe_default", None, {"temperature": 2.0}, True, None),
 }
 # row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
 # steps between rounds fill the rest of the same budget.
-SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2)}
+SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2), "default_1x400": (1, 0)}
 RECALIBRATION = {True: 20, False: 0, None: None}
 DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
 
@@ -168,6 +172,7 @@ def main():
             row, target = key.split("/")[0], float(key.split("/")[1][len("flops"):])
             name, recalibrate, distill, labels, normalization = ROWS[row]
             criterion = criteria.get(criterion_config(name, seed))
+            distillation = distill if isinstance(distill, dict) else DISTILLATION[distill]
             rounds, round_steps, row_final_epochs = schedule(row, final_epochs, epoch_steps)
             pruned, report = singe_keras.prune(
                 baseline, data if labels else data.map(lambda x, y: x),
@@ -175,7 +180,7 @@ def main():
                 rounds=rounds, finetune_steps=round_steps, final_epochs=row_final_epochs,
                 batch_size=BATCH,
                 optimizer=optimizer(), recalibration_batches=RECALIBRATION[recalibrate],
-                distillation=DISTILLATION[distill], seed=seed, verbose=1,
+                distillation=distillation, seed=seed, verbose=1,
                 return_report=True,
             )
             record = pruned_record(pruned, report, baseline, criterion, test, started)

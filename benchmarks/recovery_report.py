@@ -22,8 +22,10 @@ def description(row):
         return (f"{'singe' if name == 'singe_default' else name}, `prune`'s default recipe "
                 "(distillation only, BN re-estimated only where no fine-tuning follows, "
                 f'"{normalization or "auto"}" normalization)'
-                + (f", {rounds} rounds with {moved} of the final epochs spread between them"
-                   if rounds else ""))
+                + (f", {rounds} round{'s' * (rounds > 1)} sharing the 4 x 100 round steps"
+                   f" and {moved} of the final epochs" if rounds else "")
+                + (f", distillation temperature {distill['temperature']:g}"
+                   if distill else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
     return ", ".join([name] + [f'"{normalization}" normalization']
