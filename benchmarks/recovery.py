@@ -23,8 +23,9 @@ is at the end of its schedule, 5e-4). Rows:
   normalization; default_6x197 and default_4x491: the default recipe with
   the same budget spread over 6 rounds of 197 steps (one final epoch fewer)
   or 4 rounds of 491 steps (two fewer); default_1x400: one round, so
-  one-shot pruning and all 3,528 steps after it; default_t2: distillation
-  temperature 2 instead of 4.
+  one-shot pruning and all 3,528 steps after it; default_t2 and
+  default_t8: distillation temperature 2 or 8 instead of 4; default_a05:
+  the task loss and distillation weighed equally (alpha 0.5, not 0).
 
 The singe and taylor rows score 64 training images per round; the default
 rows, the default criterion's 256. Each seed changes
@@ -75,6 +76,8 @@ ROWS = {
     "default_4x491": ("singe_default", None, None, True, None),
     "default_1x400": ("singe_default", None, None, True, None),
     "default_t2": ("singe_default", None, {"temperature": 2.0}, True, None),
+    "default_t8": ("singe_default", None, {"temperature": 8.0}, True, None),
+    "default_a05": ("singe_default", None, {"alpha": 0.5}, True, None),
 }
 # row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
 # steps between rounds fill the rest of the same budget.

@@ -17,15 +17,16 @@ from recovery import LEARNING_RATE, ROWS, SCHEDULES
 
 def description(row):
     name, recalibrate, distill, labels, normalization = ROWS[row]
-    if recalibrate is None:  # the library's default recipe
+    if recalibrate is None:  # the library's default recipe, or one part changed
         rounds, moved = SCHEDULES.get(row, (None, 0))
+        distill = {"alpha": 0, "temperature": 4, **(distill or {})}
         return (f"{'singe' if name == 'singe_default' else name}, `prune`'s default recipe "
-                "(distillation only, BN re-estimated only where no fine-tuning follows, "
-                f'"{normalization or "auto"}" normalization)'
+                + ("(distillation only" if distill["alpha"] == 0
+                   else f"(task loss and distillation, alpha {distill['alpha']:g}")
+                + f" at T = {distill['temperature']:g}, BN re-estimated only where no "
+                f'fine-tuning follows, "{normalization or "auto"}" normalization)'
                 + (f", {rounds} round{'s' * (rounds > 1)} sharing the 4 x 100 round steps"
-                   f" and {moved} of the final epochs" if rounds else "")
-                + (f", distillation temperature {distill['temperature']:g}"
-                   if distill else ""))
+                   f" and {moved} of the final epochs" if rounds else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
     return ", ".join([name] + [f'"{normalization}" normalization']
