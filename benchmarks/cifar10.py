@@ -33,6 +33,7 @@ import tensorflow as tf
 
 import results_io
 import singe_keras
+import training
 from singe_keras import criteria
 
 # The CIFAR-10 loader of the examples (examples/ is a folder of scripts).
@@ -175,10 +176,15 @@ def part1(results, train, test, baseline):
                     })
 
 
-def training_dataset(train, seed=0):
-    """Shuffled, flipped training batches: the same order for every method."""
+def training_dataset(train, seed=0, crop=False):
+    """Shuffled, flipped (and with `crop`, randomly cropped) training batches.
+
+    The same order for every method.
+    """
 
     def augment(image, label):
+        if crop:
+            image = training.random_crop(image, seed=seed)
         return tf.image.random_flip_left_right(image, seed=seed), label
 
     return (

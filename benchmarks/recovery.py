@@ -40,7 +40,10 @@ after every run (an interrupted run resumes). Rows run seed by seed, the
 `--final-epochs 4` (with another `--output`) gives every row 4 final epochs
 instead of 1: 3,528 steps, 4.5 epochs in all, for the issue's goal of
 recovery within 5 epochs. `--learning-rate` (another `--output` too) sets
-every row's peak learning rate, the control's included.
+every row's peak learning rate, the control's included; `--augmentation
+crop` (another `--output` too) fine-tunes every row on random crops
+(4-pixel reflect padding) and flips, as the model was trained, instead of
+flips alone.
 """
 
 import argparse
@@ -116,6 +119,9 @@ def main():
     parser.add_argument("--model", default=LONG_MODEL)
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
                         help="peak of every row's cosine learning rate (default: 0.01)")
+    parser.add_argument("--augmentation", choices=("flip", "crop"), default="flip",
+                        help="fine-tuning augmentation: flips, or 4-pixel reflect-pad crops "
+                             "and flips as the model was trained (default: flip)")
     parser.add_argument("--final-epochs", type=int, default=None,
                         help="final fine-tuning epochs of every row (default: the benchmark's 1)")
     parser.add_argument("--output", default=os.path.join(
@@ -137,13 +143,16 @@ def main():
     final_epochs = FINAL_EPOCHS if args.final_epochs is None else args.final_epochs
     epoch_steps = -(-len(train[0]) // BATCH)
     steps = ROUNDS * FINETUNE_STEPS + final_epochs * epoch_steps
-    budget = {"finetune_steps_per_row": steps, "learning_rate": args.learning_rate}
+    budget = {"finetune_steps_per_row": steps, "learning_rate": args.learning_rate,
+              "augmentation": args.augmentation}
     cell = results.get("recovery", "baseline") or budget
-    recorded = {"finetune_steps_per_row": cell["finetune_steps_per_row"],
-                "learning_rate": cell.get("learning_rate", LEARNING_RATE)}  # 0.01 before the flag
+    recorded = {"finetune_steps_per_row": cell["finetune_steps_per_row"],  # before the flags:
+                "learning_rate": cell.get("learning_rate", LEARNING_RATE),  # 0.01,
+                "augmentation": cell.get("augmentation", "flip")}  # flips
     if recorded != budget:
         parser.error(f"{args.output} holds runs of {recorded}; --final-epochs {final_epochs} "
-                     f"--learning-rate {args.learning_rate} give {budget}: pass another --output")
+                     f"--learning-rate {args.learning_rate} --augmentation {args.augmentation} "
+                     f"give {budget}: pass another --output")
 
     def optimizer():
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)
@@ -161,7 +170,7 @@ def main():
             if results.get("recovery", key) is not None:
                 continue
             keras.utils.set_random_seed(seed)
-            data = training_dataset(train, seed)
+            data = training_dataset(train, seed, crop=args.augmentation == "crop")
             started = time.perf_counter()
             if key.startswith("control/"):
                 model = keras.models.clone_model(baseline)

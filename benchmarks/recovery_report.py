@@ -52,7 +52,8 @@ def report(results):
         f"images. Every row: {runs['baseline']['finetune_steps_per_row']} optimizer steps "
         "(4 rounds x 100, then whole epochs; batch 64), SGD Nesterov 0.9, lr "
         f"{runs['baseline'].get('learning_rate', LEARNING_RATE)} cosine "
-        "to 0. "
+        "to 0, random "
+        f"{'crops and ' * (runs['baseline'].get('augmentation') == 'crop')}flips. "
         "Mean ± std over the seeds that finished (n); per-seed values after n; "
         "gap = mean - the control's mean.",
         "",

@@ -16,13 +16,17 @@ import results_io
 BATCH = 128
 
 
+def random_crop(image, seed=None):
+    """A random 32 x 32 crop of `image` padded by 4 reflected pixels on each side."""
+    image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    return tf.image.random_crop(image, (32, 32, 3), seed=seed)
+
+
 def augmented_batches(train, seed):
     """Shuffled batches of `BATCH` with random crops (4-pixel reflect padding) and flips."""
 
     def augment(image, label):
-        image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode="REFLECT")
-        image = tf.image.random_crop(image, (32, 32, 3))
-        return tf.image.random_flip_left_right(image), label
+        return tf.image.random_flip_left_right(random_crop(image)), label
 
     return (tf.data.Dataset.from_tensor_slices(train).shuffle(len(train[0]), seed=seed)
             .map(augment, num_parallel_calls=2).batch(BATCH, drop_remainder=True).prefetch(2))
