@@ -50,7 +50,8 @@ def report(results):
         "",
         f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
         f"images. Every row: {runs['baseline']['finetune_steps_per_row']} optimizer steps "
-        "(4 rounds x 100, then whole epochs; batch 64), SGD Nesterov 0.9, lr "
+        f"(4 rounds x {runs['baseline'].get('round_steps', 100)}, then whole epochs; "
+        "batch 64), SGD Nesterov 0.9, lr "
         f"{runs['baseline'].get('learning_rate', LEARNING_RATE)} cosine "
         "to 0, random "
         f"{'crops and ' * (runs['baseline'].get('augmentation') == 'crop')}flips. "
