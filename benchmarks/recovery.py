@@ -37,14 +37,14 @@ after every run (an interrupted run resumes). Rows run seed by seed, the
     python benchmarks/recovery.py                       # everything (~7 h on 2 cores)
     python benchmarks/recovery.py --rows control,singe_bn_kd --targets 0.5 --seeds 0
 
-`--final-epochs 4` (with another `--output`) gives every row 4 final epochs
+`--final-epochs 4` gives every row 4 final epochs
 instead of 1: 3,528 steps, 4.5 epochs in all, for the issue's goal of
 recovery within 5 epochs; with `--round-steps 194` too, 3,904 steps, 5.0
-epochs (another `--output`: the total is checked). `--learning-rate` (another `--output` too) sets
-every row's peak learning rate, the control's included; `--augmentation
-crop` (another `--output` too) fine-tunes every row on random crops
-(4-pixel reflect padding) and flips, as the model was trained, instead of
-flips alone.
+epochs. `--learning-rate` sets every row's peak learning rate, the
+control's included; `--augmentation crop` fine-tunes every row on random
+crops (4-pixel reflect padding) and flips, as the model was trained,
+instead of flips alone. Each of these flags needs another `--output`: a
+file refuses runs of another budget.
 """
 
 import argparse
@@ -159,9 +159,8 @@ def main():
                 "learning_rate": cell.get("learning_rate", LEARNING_RATE),  # 0.01,
                 "augmentation": cell.get("augmentation", "flip")}  # flips
     if recorded != budget:
-        parser.error(f"{args.output} holds runs of {recorded}; --round-steps {round_steps} "
-                     f"--final-epochs {final_epochs} --learning-rate {args.learning_rate} --augmentation {args.augmentation} "
-                     f"give {budget}: pass another --output")
+        parser.error(f"{args.output} holds runs of {recorded}; these flags give {budget}: "
+                     "pass another --output")
 
     def optimizer():
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)

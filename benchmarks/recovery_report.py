@@ -25,7 +25,7 @@ def description(row):
                    else f"(task loss and distillation, alpha {distill['alpha']:g}")
                 + f" at T = {distill['temperature']:g}, BN re-estimated only where no "
                 f'fine-tuning follows, "{normalization or "auto"}" normalization)'
-                + (f", {rounds} round{'s' * (rounds > 1)} sharing the 4 x 100 round steps"
+                + (f", {rounds} round{'s' * (rounds > 1)} sharing the 4 rounds' steps"
                    f" and {moved} of the final epochs" if rounds else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
@@ -50,7 +50,8 @@ def report(results):
         "",
         f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
         f"images. Every row: {runs['baseline']['finetune_steps_per_row']} optimizer steps "
-        f"(4 rounds x {runs['baseline'].get('round_steps', 100)}, then whole epochs; "
+        f"(4 rounds x {runs['baseline'].get('round_steps', 100)}, then whole epochs; "  # 100:
+        # the files from before --round-steps
         "batch 64), SGD Nesterov 0.9, lr "
         f"{runs['baseline'].get('learning_rate', LEARNING_RATE)} cosine "
         "to 0, random "
