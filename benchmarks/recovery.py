@@ -86,6 +86,8 @@ ROWS = {
 # row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
 # steps between rounds fill the rest of the same budget.
 SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2), "default_1x400": (1, 0)}
+# What a results file from before each budget flag ran with.
+BEFORE_FLAGS = {"round_steps": 100, "learning_rate": LEARNING_RATE, "augmentation": "flip"}
 RECALIBRATION = {True: 20, False: 0, None: None}
 DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
 
@@ -112,6 +114,12 @@ def schedule(row, round_steps, final_epochs, epoch_steps):
     if remainder or moved > final_epochs:
         raise ValueError(f"{row}'s schedule does not fit the budget of the other rows")
     return rounds, steps, final_epochs - moved
+
+
+def recorded_budget(baseline_cell):
+    """The budget a results file's runs had, from its baseline cell."""
+    return {"finetune_steps_per_row": baseline_cell["finetune_steps_per_row"],
+            **{key: baseline_cell.get(key, value) for key, value in BEFORE_FLAGS.items()}}
 
 
 def main():
@@ -153,11 +161,7 @@ def main():
     steps = ROUNDS * round_steps + final_epochs * epoch_steps
     budget = {"finetune_steps_per_row": steps, "round_steps": round_steps,
               "learning_rate": args.learning_rate, "augmentation": args.augmentation}
-    cell = results.get("recovery", "baseline") or budget
-    recorded = {"finetune_steps_per_row": cell["finetune_steps_per_row"],  # before the flags:
-                "round_steps": cell.get("round_steps", FINETUNE_STEPS),  # 100,
-                "learning_rate": cell.get("learning_rate", LEARNING_RATE),  # 0.01,
-                "augmentation": cell.get("augmentation", "flip")}  # flips
+    recorded = recorded_budget(results.get("recovery", "baseline") or budget)
     if recorded != budget:
         parser.error(f"{args.output} holds runs of {recorded}; these flags give {budget}: "
                      "pass another --output")

@@ -12,7 +12,7 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from recovery import LEARNING_RATE, ROWS, SCHEDULES
+from recovery import ROWS, SCHEDULES, recorded_budget
 
 
 def description(row):
@@ -36,6 +36,7 @@ def description(row):
 
 def report(results):
     runs = results["recovery"]
+    budget = recorded_budget(runs["baseline"])
     cells = collections.defaultdict(dict)  # (row, target) -> {seed: accuracy}
     for key, value in runs.items():
         if key == "baseline":
@@ -49,13 +50,10 @@ def report(results):
         "# Accuracy recovery: ResNet-20 (30 epochs, 85.1%) pruned and fine-tuned",
         "",
         f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
-        f"images. Every row: {runs['baseline']['finetune_steps_per_row']} optimizer steps "
-        f"(4 rounds x {runs['baseline'].get('round_steps', 100)}, then whole epochs; "  # 100:
-        # the files from before --round-steps
-        "batch 64), SGD Nesterov 0.9, lr "
-        f"{runs['baseline'].get('learning_rate', LEARNING_RATE)} cosine "
-        "to 0, random "
-        f"{'crops and ' * (runs['baseline'].get('augmentation') == 'crop')}flips. "
+        f"images. Every row: {budget['finetune_steps_per_row']} optimizer steps "
+        f"(4 rounds x {budget['round_steps']}, then whole epochs; batch 64), SGD Nesterov "
+        f"0.9, lr {budget['learning_rate']} cosine to 0, random "
+        f"{'crops and ' * (budget['augmentation'] == 'crop')}flips. "
         "Mean ± std over the seeds that finished (n); per-seed values after n; "
         "gap = mean - the control's mean.",
         "",
