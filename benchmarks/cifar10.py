@@ -176,7 +176,7 @@ def part1(results, train, test, baseline):
                     })
 
 
-def training_dataset(train, seed=0, crop=False):
+def training_dataset(train, seed=0, crop=False, batch_size=BATCH):
     """Shuffled, flipped (and with `crop`, randomly cropped) training batches.
 
     The same order for every method.
@@ -191,7 +191,7 @@ def training_dataset(train, seed=0, crop=False):
         tf.data.Dataset.from_tensor_slices(train)
         .shuffle(len(train[0]), seed=seed, reshuffle_each_iteration=True)
         .map(augment)
-        .batch(BATCH)
+        .batch(batch_size)
     )
 
 

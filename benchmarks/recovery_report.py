@@ -51,8 +51,8 @@ def report(results):
         "",
         f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
         f"images. Every row: {budget['finetune_steps_per_row']} optimizer steps "
-        f"(4 rounds x {budget['round_steps']}, then whole epochs; batch 64), SGD Nesterov "
-        f"0.9, lr {budget['learning_rate']} cosine to 0, random "
+        f"(4 rounds x {budget['round_steps']}, then whole epochs; batch "
+        f"{budget['batch_size']}), SGD Nesterov 0.9, lr {budget['learning_rate']} cosine to 0, random "
         f"{'crops and ' * (budget['augmentation'] == 'crop')}flips. "
         "Mean ± std over the seeds that finished (n); per-seed values after n; "
         "gap = mean - the control's mean.",
