@@ -176,23 +176,23 @@ def part1(results, train, test, baseline):
                     })
 
 
-def training_dataset(train, seed=0, crop=False, batch_size=BATCH):
-    """Shuffled, flipped (and with `crop`, randomly cropped) training batches.
+def training_dataset(train, seed=0, augmentation="flip", batch_size=BATCH):
+    """Shuffled training batches, with `augmentation`: random flips (`"flip"`),
+    random crops and flips (`"crop"`) or none (`"none"`).
 
     The same order for every method.
     """
 
     def augment(image, label):
-        if crop:
+        if augmentation == "crop":
             image = training.random_crop(image, seed=seed)
         return tf.image.random_flip_left_right(image, seed=seed), label
 
-    return (
-        tf.data.Dataset.from_tensor_slices(train)
-        .shuffle(len(train[0]), seed=seed, reshuffle_each_iteration=True)
-        .map(augment)
-        .batch(batch_size)
-    )
+    dataset = tf.data.Dataset.from_tensor_slices(train).shuffle(
+        len(train[0]), seed=seed, reshuffle_each_iteration=True)
+    if augmentation != "none":
+        dataset = dataset.map(augment)
+    return dataset.batch(batch_size)
 
 
 def best_baseline(results):

@@ -45,7 +45,8 @@ control's included, and `--batch-size` every row's batch (with
 `--batch-size 32 --round-steps 200`, the same 4.5 epochs in twice the
 steps); `--augmentation crop` fine-tunes every row on random
 crops (4-pixel reflect padding) and flips, as the model was trained,
-instead of flips alone. Each of these flags needs another `--output`: a
+instead of flips alone, and `--augmentation none` on the images as they
+are. Each of these flags needs another `--output`: a
 file refuses runs of another budget.
 """
 
@@ -91,6 +92,9 @@ SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2), "default_1x400": 
 # What a results file from before each budget flag ran with.
 BEFORE_FLAGS = {"round_steps": 100, "learning_rate": LEARNING_RATE, "augmentation": "flip",
                 "batch_size": 64}
+# --augmentation: how the reports name each choice.
+AUGMENTATION = {"none": "no augmentation", "flip": "random flips",
+                "crop": "random crops and flips"}
 RECALIBRATION = {True: 20, False: 0, None: None}
 DISTILLATION = {True: {"alpha": 0.5}, False: False, None: None}
 
@@ -134,8 +138,8 @@ def main():
     parser.add_argument("--model", default=LONG_MODEL)
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
                         help="peak of every row's cosine learning rate (default: 0.01)")
-    parser.add_argument("--augmentation", choices=("flip", "crop"), default="flip",
-                        help="fine-tuning augmentation: flips, or 4-pixel reflect-pad crops "
+    parser.add_argument("--augmentation", choices=tuple(AUGMENTATION), default="flip",
+                        help="fine-tuning augmentation: none, flips, or 4-pixel reflect-pad crops "
                              "and flips as the model was trained (default: flip)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="fine-tuning batch size of every row (default: the benchmark's 64)")
@@ -189,8 +193,7 @@ def main():
             if results.get("recovery", key) is not None:
                 continue
             keras.utils.set_random_seed(seed)
-            data = training_dataset(train, seed, crop=args.augmentation == "crop",
-                                    batch_size=batch_size)
+            data = training_dataset(train, seed, args.augmentation, batch_size)
             started = time.perf_counter()
             if key.startswith("control/"):
                 model = keras.models.clone_model(baseline)

@@ -12,7 +12,7 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from recovery import ROWS, SCHEDULES, recorded_budget
+from recovery import AUGMENTATION, ROWS, SCHEDULES, recorded_budget
 
 
 def description(row):
@@ -52,8 +52,8 @@ def report(results):
         f"Unpruned: {100 * runs['baseline']['test_accuracy']:.2f}% top-1 on all 10,000 test "
         f"images. Every row: {budget['finetune_steps_per_row']} optimizer steps "
         f"(4 rounds x {budget['round_steps']}, then whole epochs; batch "
-        f"{budget['batch_size']}), SGD Nesterov 0.9, lr {budget['learning_rate']} cosine to 0, random "
-        f"{'crops and ' * (budget['augmentation'] == 'crop')}flips. "
+        f"{budget['batch_size']}), SGD Nesterov 0.9, lr {budget['learning_rate']} cosine to 0, "
+        f"{AUGMENTATION[budget['augmentation']]}. "
         "Mean ± std over the seeds that finished (n); per-seed values after n; "
         "gap = mean - the control's mean.",
         "",
