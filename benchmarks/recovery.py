@@ -25,7 +25,11 @@ is at the end of its schedule, 5e-4). Rows:
   or 4 rounds of 491 steps (two fewer); default_1x400: one round, so
   one-shot pruning and all 3,528 steps after it; default_t2 and
   default_t8: distillation temperature 2 or 8 instead of 4; default_a05:
-  the task loss and distillation weighed equally (alpha 0.5, not 0).
+  the task loss and distillation weighed equally (alpha 0.5, not 0);
+  default_flops: the default recipe with the fixed "flops" normalization;
+  default_cap50 and default_flops_cap50: the default recipe ("auto", or
+  "flops") with `max_pruning_ratio=0.5`, so that no layer loses more than
+  half its units (the architecture the allocation picks, issue 27).
 
 The singe and taylor rows score 64 training images per round; the default
 rows, the default criterion's 256. Each seed changes
@@ -85,7 +89,12 @@ ROWS = {
     "default_t2": ("singe_default", None, {"temperature": 2.0}, True, None),
     "default_t8": ("singe_default", None, {"temperature": 8.0}, True, None),
     "default_a05": ("singe_default", None, {"alpha": 0.5}, True, None),
+    "default_flops": ("singe_default", None, None, True, "flops"),
+    "default_cap50": ("singe_default", None, None, True, None),
+    "default_flops_cap50": ("singe_default", None, None, True, "flops"),
 }
+# row: its `max_pruning_ratio` where not None (no layer loses more than this share).
+MAX_PRUNING_RATIO = {"default_cap50": 0.5, "default_flops_cap50": 0.5}
 # row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
 # steps between rounds fill the rest of the same budget.
 SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2), "default_1x400": (1, 0)}
@@ -214,7 +223,7 @@ def main():
                 baseline, data if labels else data.map(lambda x, y: x),
                 target_flops=target, criterion=criterion, normalization=normalization,
                 rounds=rounds, finetune_steps=row_steps, final_epochs=row_final_epochs,
-                batch_size=batch_size,
+                batch_size=batch_size, max_pruning_ratio=MAX_PRUNING_RATIO.get(row),
                 optimizer=optimizer(), recalibration_batches=RECALIBRATION[recalibrate],
                 distillation=distillation, seed=seed, verbose=1,
                 return_report=True,
@@ -222,6 +231,8 @@ def main():
             record = pruned_record(pruned, report, baseline, criterion, test, started)
             record["normalization"] = normalization or [r.get("normalization")
                                                         for r in report.rounds[:rounds]]
+            record["filters"] = {layer.name: layer.filters for layer in pruned.layers
+                                 if hasattr(layer, "filters")}
             results.put("recovery", key, record)
 
 

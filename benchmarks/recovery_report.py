@@ -12,7 +12,7 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from recovery import AUGMENTATION, ROWS, SCHEDULES, recorded_budget
+from recovery import AUGMENTATION, MAX_PRUNING_RATIO, ROWS, SCHEDULES, recorded_budget
 
 
 def description(row):
@@ -26,7 +26,9 @@ def description(row):
                 + f" at T = {distill['temperature']:g}, BN re-estimated only where no "
                 f'fine-tuning follows, "{normalization or "auto"}" normalization)'
                 + (f", {rounds} round{'s' * (rounds > 1)} sharing the 4 rounds' steps"
-                   f" and {moved} of the final epochs" if rounds else ""))
+                   f" and {moved} of the final epochs" if rounds else "")
+                + (f", max_pruning_ratio {MAX_PRUNING_RATIO[row]:g}"
+                   if row in MAX_PRUNING_RATIO else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
     return ", ".join([name] + [f'"{normalization}" normalization']
