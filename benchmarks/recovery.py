@@ -26,7 +26,6 @@ is at the end of its schedule, 5e-4). Rows:
   one-shot pruning and all 3,528 steps after it; default_t2 and
   default_t8: distillation temperature 2 or 8 instead of 4; default_a05:
   the task loss and distillation weighed equally (alpha 0.5, not 0);
-  default_flops: the default recipe with the fixed "flops" normalization;
   default_cap50 and default_flops_cap50: the default recipe ("auto", or
   "flops") with `max_pruning_ratio=0.5`, so that no layer loses more than
   half its units (the architecture the allocation picks, issue 27).
@@ -89,7 +88,6 @@ ROWS = {
     "default_t2": ("singe_default", None, {"temperature": 2.0}, True, None),
     "default_t8": ("singe_default", None, {"temperature": 8.0}, True, None),
     "default_a05": ("singe_default", None, {"alpha": 0.5}, True, None),
-    "default_flops": ("singe_default", None, None, True, "flops"),
     "default_cap50": ("singe_default", None, None, True, None),
     "default_flops_cap50": ("singe_default", None, None, True, "flops"),
 }
