@@ -28,7 +28,13 @@ is at the end of its schedule, 5e-4). Rows:
   the task loss and distillation weighed equally (alpha 0.5, not 0);
   default_cap50 and default_flops_cap50: the default recipe ("auto", or
   "flops") with `max_pruning_ratio=0.5`, so that no layer loses more than
-  half its units (the architecture the allocation picks, issue 27).
+  half its units (the architecture the allocation picks, issue 27);
+  default_feat1 and default_feat10: the default recipe, whose final epochs
+  also match each residual block's output (the `_relu2` layers) to the
+  unpruned model's on the channels it kept, a squared error relative to
+  the teacher's mean square, averaged over the 9 blocks and weighed 1 or
+  10 against the distillation loss (a probe of feature distillation, run
+  by this script, not by `prune`; the rounds' steps do not see it).
 
 The singe and taylor rows score 64 training images per round; the default
 rows, the default criterion's 256. Each seed changes
@@ -90,9 +96,14 @@ ROWS = {
     "default_a05": ("singe_default", None, {"alpha": 0.5}, True, None),
     "default_cap50": ("singe_default", None, None, True, None),
     "default_flops_cap50": ("singe_default", None, None, True, "flops"),
+    "default_feat1": ("singe_default", None, None, True, None),
+    "default_feat10": ("singe_default", None, None, True, None),
 }
 # row: its `max_pruning_ratio` where not None (no layer loses more than this share).
 MAX_PRUNING_RATIO = {"default_cap50": 0.5, "default_flops_cap50": 0.5}
+# row: the weight of its feature-distillation term in the final epochs.
+FEATURE_WEIGHT = {"default_feat1": 1.0, "default_feat10": 10.0}
+FEATURE_LAYERS = [f"s{stage}b{block}_relu2" for stage in (1, 2, 3) for block in (1, 2, 3)]
 # row: (rounds, final epochs moved into the rounds) where not (ROUNDS, 0); the
 # steps between rounds fill the rest of the same budget.
 SCHEDULES = {"default_6x197": (6, 1), "default_4x491": (4, 2), "default_1x400": (1, 0)}
@@ -128,6 +139,63 @@ def schedule(row, round_steps, final_epochs, epoch_steps):
     if remainder or moved > final_epochs:
         raise ValueError(f"{row}'s schedule does not fit the budget of the other rows")
     return rounds, steps, final_epochs - moved
+
+
+def feature_fine_tuning(pruned, report, teacher, data, optimizer, step, epochs, weight):
+    """`epochs` epochs of `pruned` on distillation plus `weight` x feature matching.
+
+    Each of `FEATURE_LAYERS` in `pruned` is matched to the same layer of
+    `teacher` on the channels it kept (`report.layers`), by the squared
+    error relative to the teacher's mean square; the terms are averaged.
+    The optimizer's schedule continues at `step`, as `prune`'s does.
+    """
+    import functools
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import singe_keras
+    from singe_keras import compiling
+
+    def features(model):
+        return keras.Model(model.inputs, [model.output, *(model.get_layer(name).output
+                                                          for name in FEATURE_LAYERS)])
+
+    kept = [np.array(report.layers[name]["kept_outputs"]) for name in FEATURE_LAYERS]
+    for name, channels in zip(FEATURE_LAYERS, kept):
+        if pruned.get_layer(name).output.shape[-1] != len(channels):
+            raise ValueError(f"{name}: {len(channels)} kept channels in the report, "
+                             f"{pruned.get_layer(name).output.shape[-1]} in the model")
+
+    class FeatureDistiller(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.student = features(pruned)
+            self._teacher = functools.partial(features(teacher), training=False)
+            self.distillation_loss = singe_keras.DistillationLoss("logits", 4.0)
+
+        def call(self, inputs, training=None):
+            return self.student(inputs, training=training)[0]
+
+        def train_step(self, data):
+            x = data[0]
+            targets = [tf.stop_gradient(t) for t in self._teacher(x)]
+            with tf.GradientTape() as tape:
+                outputs = self.student(x, training=True)
+                distillation = self.distillation_loss(targets[0], outputs[0])
+                matching = tf.add_n([
+                    tf.reduce_mean(tf.square(s - tf.gather(t, channels, axis=-1)))
+                    / tf.reduce_mean(tf.square(t))
+                    for s, t, channels in zip(outputs[1:], targets[1:], kept)]) / len(kept)
+                loss = distillation + weight * matching
+            variables = self.student.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return {"loss": loss, "distillation": distillation, "matching": matching}
+
+    distiller = FeatureDistiller()
+    compiling.compile_fresh(distiller, {"optimizer": optimizer, "loss": None}, step)
+    distiller.fit(data, epochs=epochs, shuffle=False, verbose=2)
 
 
 def recorded_budget(baseline_cell):
@@ -220,12 +288,16 @@ def main():
             pruned, report = singe_keras.prune(
                 baseline, data if labels else data.map(lambda x, y: x),
                 target_flops=target, criterion=criterion, normalization=normalization,
-                rounds=rounds, finetune_steps=row_steps, final_epochs=row_final_epochs,
+                rounds=rounds, finetune_steps=row_steps,
+                final_epochs=0 if row in FEATURE_WEIGHT else row_final_epochs,
                 batch_size=batch_size, max_pruning_ratio=MAX_PRUNING_RATIO.get(row),
                 optimizer=optimizer(), recalibration_batches=RECALIBRATION[recalibrate],
                 distillation=distillation, seed=seed, verbose=1,
                 return_report=True,
             )
+            if row in FEATURE_WEIGHT:
+                feature_fine_tuning(pruned, report, baseline, data, optimizer(),
+                                    rounds * row_steps, row_final_epochs, FEATURE_WEIGHT[row])
             record = pruned_record(pruned, report, baseline, criterion, test, started)
             record["normalization"] = normalization or [r.get("normalization")
                                                         for r in report.rounds[:rounds]]
