@@ -12,7 +12,8 @@ import collections
 import numpy as np
 
 import criteria_grid_report
-from recovery import AUGMENTATION, MAX_PRUNING_RATIO, ROWS, SCHEDULES, recorded_budget
+from recovery import (AUGMENTATION, FEATURE_WEIGHT, MAX_PRUNING_RATIO, ROWS, SCHEDULES,
+                      recorded_budget)
 
 
 def description(row):
@@ -28,7 +29,10 @@ def description(row):
                 + (f", {rounds} round{'s' * (rounds > 1)} sharing the 4 rounds' steps"
                    f" and {moved} of the final epochs" if rounds else "")
                 + (f", max_pruning_ratio {MAX_PRUNING_RATIO[row]:g}"
-                   if row in MAX_PRUNING_RATIO else ""))
+                   if row in MAX_PRUNING_RATIO else "")
+                + (f", final epochs also matching the 9 block outputs to the teacher's"
+                   f" kept channels, weight {FEATURE_WEIGHT[row]:g}"
+                   if row in FEATURE_WEIGHT else ""))
     recovery = [text for text, on in (("BN re-estimation", recalibrate),
                                       ("distillation (alpha 0.5)", distill)) if on]
     return ", ".join([name] + [f'"{normalization}" normalization']
